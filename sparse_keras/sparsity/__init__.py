@@ -1,0 +1,1 @@
+"""Sparsity machinery that works on whole models: kernel discovery, attaching regularizers."""
