@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "tensorflow-cpu==2.21.0",
     "keras==3.15.1",
     "tensorflow-datasets==4.9.10",
+    "tensorboard==2.21.0",  # TensorFlow 2.21 no longer pulls it in; summaries need it
     "importlib_resources>=6.0",  # tfds 4.9.10 imports it without declaring it
     "absl-py>=2.1",
     "ml-collections>=1.0",

@@ -1,6 +1,28 @@
-"""sparse_keras: learn structured sparsity in Keras 3 CNNs, then ship the smaller model."""
+"""sparse_keras: learn structured sparsity in Keras 3 CNNs, then ship the smaller model.
+
+The core imports ``keras`` only (any backend); TensorFlow-only parts (``sparse_keras.data``, the
+training binaries' distribution and export code) are imported explicitly by whoever needs them.
+"""
+from sparse_keras import analysis
 from sparse_keras import ops
+from sparse_keras import prune
 from sparse_keras import regularizers
+from sparse_keras.regularizers import FilterGroupLasso
+from sparse_keras.regularizers import KernelGroupLasso
+from sparse_keras.regularizers import NestedHalfRing
+from sparse_keras.regularizers import NestedRing
 from sparse_keras.sparsity.attach import regularize
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "FilterGroupLasso",
+    "KernelGroupLasso",
+    "NestedHalfRing",
+    "NestedRing",
+    "analysis",
+    "ops",
+    "prune",
+    "regularize",
+    "regularizers",
+]

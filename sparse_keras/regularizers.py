@@ -184,6 +184,9 @@ class SumOfRegularizers(keras.regularizers.Regularizer):
     def get_config(self):
         return {"regularizers": [keras.regularizers.serialize(r) for r in self.regularizers]}
 
+    def __repr__(self):
+        return f"SumOfRegularizers({self.regularizers!r})"
+
     @classmethod
     def from_config(cls, config):
         return cls([keras.regularizers.deserialize(r) for r in config["regularizers"]])

@@ -14,49 +14,72 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
 
     Args:
       model: a built Keras model (functional, sequential or subclassed), e.g. a ``keras.applications`` one.
-      regularizer: a regularizer or anything :func:`sparse_keras.regularizers.get` accepts.
+      regularizer: a regularizer, a list of them (summed), or anything
+        :func:`sparse_keras.regularizers.get` accepts.
       where: ``None`` for every Conv/DepthwiseConv/Dense kernel the regularizer can group (a ring
         regularizer silently skips Dense and non-square kernels), a callable ``layer -> bool``, or layer
         names / classes. A layer picked explicitly that the regularizer cannot group is an error.
       exclude_classifier: leave the model's last kernel layer alone (the papers never regularize it).
       keep_existing: add to a regularizer already on the kernel (e.g. weight decay) instead of replacing
-        it; an existing sparse_keras group lasso is always replaced, so re-running is idempotent.
+        it. An existing sparse_keras group lasso of the same kind is always replaced, so re-running is
+        idempotent, while different kinds accumulate (kernel number and kernel size together).
 
     Returns:
       ``model``.
     """
+    if isinstance(regularizer, (list, tuple)):
+        regularizer = regularizers_lib.SumOfRegularizers(list(regularizer))
     regularizer = regularizers_lib.get(regularizer)
     if regularizer is None:
         raise ValueError("regularize() needs a regularizer, got None")
     slots, explicit = kernels.select_slots(model, where, exclude_classifier)
-    chosen = []
-    for slot in slots:
-        if isinstance(regularizer, regularizers_lib.GroupLasso):
-            reg = regularizer.for_layout(slot.layout)
-            try:
-                reg.check_shape(groups.canonical_shape(slot.shape, slot.layout))
-            except ValueError as error:
-                if explicit:
-                    raise ValueError(f"Layer {slot.layer.name!r}: {error}") from None
-                continue
-        else:
-            reg = regularizer
-        chosen.append((slot, reg))
-    # Validate everything before touching the model so that a bad selection changes nothing.
+    # Fit everything before touching the model so that a bad selection changes nothing.
+    chosen = [(slot, _fit_to_slot(regularizer, slot, explicit)) for slot in slots]
     for slot, reg in chosen:
-        _attach(slot, _combine(slot.variable.regularizer, reg, keep_existing))
+        if reg is not None:
+            _attach(slot, _combine(slot.variable.regularizer, reg, keep_existing))
     return model
 
 
+def _fit_to_slot(regularizer, slot, explicit):
+    """``regularizer`` adapted to the slot's layout, without the group lassos that cannot group it."""
+    if isinstance(regularizer, regularizers_lib.SumOfRegularizers):
+        parts = [_fit_to_slot(r, slot, explicit) for r in regularizer.regularizers]
+        parts = [r for r in parts if r is not None]
+        if len(parts) > 1:
+            return regularizers_lib.SumOfRegularizers(parts)
+        return parts[0] if parts else None
+    if not isinstance(regularizer, regularizers_lib.GroupLasso):
+        return regularizer
+    fitted = regularizer.for_layout(slot.layout)
+    try:
+        fitted.check_shape(groups.canonical_shape(slot.shape, slot.layout))
+    except ValueError as error:
+        if explicit:
+            raise ValueError(f"Layer {slot.layer.name!r}: {error}") from None
+        return None
+    return fitted
+
+
+def _terms(regularizer):
+    if regularizer is None:
+        return []
+    if isinstance(regularizer, regularizers_lib.SumOfRegularizers):
+        return [t for r in regularizer.regularizers for t in _terms(r)]
+    return [regularizer]
+
+
 def _combine(existing, new, keep_existing):
-    if existing is None or not keep_existing:
-        return new
-    if isinstance(existing, regularizers_lib.GroupLasso):
-        return new
-    if isinstance(existing, regularizers_lib.SumOfRegularizers):
-        kept = [r for r in existing.regularizers if not isinstance(r, regularizers_lib.GroupLasso)]
-        return regularizers_lib.SumOfRegularizers(kept + [new]) if kept else new
-    return regularizers_lib.SumOfRegularizers([existing, new])
+    new_terms = _terms(new)
+    replaced = {type(t) for t in new_terms if isinstance(t, regularizers_lib.GroupLasso)}
+    kept = [
+        t
+        for t in _terms(existing)
+        if (isinstance(t, regularizers_lib.GroupLasso) and type(t) not in replaced)
+        or (keep_existing and not isinstance(t, regularizers_lib.GroupLasso))
+    ]
+    terms = kept + new_terms
+    return terms[0] if len(terms) == 1 else regularizers_lib.SumOfRegularizers(terms)
 
 
 def _attach(slot, regularizer):

@@ -1,0 +1,39 @@
+# Everything a fresh machine needs: `make demo` (installs, fetches the offline dataset, runs the demo)
+# and `make test` (installs test dependencies, runs the suite on the TensorFlow and the JAX backends).
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+PYTEST := $(PYTHON) -m pytest
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+WORKDIR ?= runs/demo
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: install install-test dataset demo test test-tf test-jax benchmarks clean
+
+install:
+	$(PIP) install -q -e .
+
+install-test:
+	$(PIP) install -q -e ".[test]"
+
+# Fashion-MNIST comes from Debian's package, so neither the demo nor the tests need the internet.
+dataset:
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
+
+demo: install dataset
+	$(PYTHON) -m train.ssr_demo --config=configs/demo/fashion_mnist_ssr.py --workdir=$(WORKDIR)
+
+test: install-test dataset test-tf test-jax
+
+test-tf:
+	KERAS_BACKEND=tensorflow $(PYTEST) -q -ra
+
+# The backend-agnostic core again on JAX (tests marked tf_only are skipped there).
+test-jax:
+	KERAS_BACKEND=jax $(PYTEST) -q -ra
+
+benchmarks: install
+	$(PYTHON) -m benchmarks.regularizer_overhead
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache
