@@ -30,7 +30,9 @@ def plain_cnn(
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for index, (width, size) in enumerate(zip(widths, kernel_sizes)):
-        x = layers.Conv2D(width, size, padding="same", activation="relu", name=f"conv{index + 1}")(x)
+        x = layers.Conv2D(
+            width, size, padding="same", activation="relu", kernel_initializer="he_normal", name=f"conv{index + 1}"
+        )(x)
         if index in pool_after:
             x = layers.MaxPooling2D(2, name=f"pool{index + 1}")(x)
     x = layers.GlobalAveragePooling2D(name="global_pool")(x)

@@ -1,0 +1,17 @@
+"""TensorFlow-only input pipelines over tensorflow-datasets; import explicitly: ``import sparse_keras.data``.
+
+``sparse_keras`` itself never imports this subpackage, so the core stays usable without TensorFlow.
+
+* :func:`load` — a batched, prefetched ``tf.data.Dataset`` of ``(images, labels)`` for training or evaluation.
+* :func:`dataset_info` — ``(input_shape, num_classes, num_train_examples)`` without preparing any data.
+* :class:`FashionMnistOffline` — tfds' Fashion-MNIST built from local IDX files (registered in tfds as
+  ``fashion_mnist_offline``), so Fashion-MNIST works without internet.
+"""
+
+from sparse_keras.data.catalog import AUGMENTATIONS
+from sparse_keras.data.catalog import CATALOG
+from sparse_keras.data.catalog import dataset_info
+from sparse_keras.data.fashion_mnist import FashionMnistOffline
+from sparse_keras.data.fashion_mnist import MissingSourceFilesError
+from sparse_keras.data.pipeline import dataset_builder
+from sparse_keras.data.pipeline import load

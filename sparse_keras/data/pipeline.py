@@ -1,0 +1,124 @@
+"""Batched ``tf.data`` input pipelines over tfds: prepare once, then read, scale, augment, batch, prefetch.
+
+Order of the stages, and why:
+
+1. tfds reads the prepared TFRecords (files shuffled only for training);
+2. ``cache`` keeps the decoded uint8 images in memory, so PNG decoding happens once, not every epoch;
+3. training only: shuffle;
+4. batch, then (training only) augment whole batches, each example with its own random crop and flip;
+5. scale to [0, 1] in ``image_dtype`` (after augmenting, so that uint8 is what gets padded and copied);
+6. prefetch.
+
+Evaluation never shuffles or augments, so two passes over an evaluation dataset see the same examples in
+the same order.
+"""
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from sparse_keras.data import augment as augment_lib
+from sparse_keras.data import catalog
+from sparse_keras.data import fashion_mnist
+
+
+def dataset_builder(name, data_dir=None, fashion_mnist_dir=None):
+    """The tfds builder behind ``name`` (not prepared yet), reading and writing under ``data_dir``.
+
+    ``fashion_mnist`` is :class:`~sparse_keras.data.fashion_mnist.FashionMnistOffline` when its IDX files
+    are found or it was prepared before, else tfds' online builder. An explicitly chosen source directory
+    (``fashion_mnist_dir`` or the environment variable) that lacks the files is an error, not a fallback.
+    """
+    catalog.spec(name)
+    if name != "fashion_mnist":
+        return tfds.builder(name, data_dir=data_dir)
+    offline = fashion_mnist.FashionMnistOffline(data_dir=data_dir, source_dir=fashion_mnist_dir)
+    if offline.is_prepared() or not fashion_mnist.missing_source_files(offline.source_dir):
+        return offline
+    _, origin = fashion_mnist.source_dir_and_origin(fashion_mnist_dir)
+    if origin != fashion_mnist.DEBIAN_DEFAULT_ORIGIN:
+        fashion_mnist.check_source_files(fashion_mnist_dir)  # raises, naming the directory
+    return tfds.builder("fashion_mnist", data_dir=data_dir)
+
+
+def load(
+    name,
+    split,
+    batch_size,
+    *,
+    train,
+    data_dir=None,
+    shuffle_buffer=10_000,
+    seed=None,
+    drop_remainder=None,
+    augment=None,
+    image_dtype="float32",
+    cache=True,
+    fashion_mnist_dir=None,
+):
+    """A batched, prefetched ``tf.data.Dataset`` of ``(images, labels)``; prepares the data on first use.
+
+    Args:
+      name: a key of :data:`sparse_keras.data.catalog.CATALOG`.
+      split: a tfds split string, e.g. ``"train"``, ``"test"`` or ``"train[:90%]"``.
+      batch_size: examples per batch.
+      train: shuffle and augment (training) or keep a fixed order (evaluation).
+      data_dir: tfds data directory; ``None`` is tfds' default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
+      shuffle_buffer: examples in the shuffle buffer (training only).
+      seed: makes file order, shuffling and augmentation reproducible (training only).
+      drop_remainder: drop a last partial batch; ``None`` means ``train``.
+      augment: one of ``"none"``, ``"crop"``, ``"crop_flip"`` (training only); ``None`` is the dataset's
+        default in the catalogue.
+      image_dtype: floating dtype of the images, which are NHWC in [0, 1].
+      cache: keep decoded uint8 images in memory after the first pass.
+      fashion_mnist_dir: where the Fashion-MNIST IDX files are (see :mod:`sparse_keras.data.fashion_mnist`).
+
+    Returns:
+      A dataset of ``(images, labels)``: images ``(batch, H, W, C)`` in ``image_dtype``, labels int64.
+    """
+    _check_positive_int("batch_size", batch_size)
+    _check_positive_int("shuffle_buffer", shuffle_buffer)
+    image_dtype = _check_floating_dtype(image_dtype)
+    augmentation = catalog.spec(name).train_augmentation if augment is None else augment
+    augment_lib.check_augmentation(augmentation)
+
+    builder = dataset_builder(name, data_dir=data_dir, fashion_mnist_dir=fashion_mnist_dir)
+    if not builder.is_prepared():
+        builder.download_and_prepare()
+    dataset = builder.as_dataset(
+        split=split,
+        as_supervised=True,
+        shuffle_files=train,
+        read_config=tfds.ReadConfig(shuffle_seed=seed),
+    )
+    if cache:
+        dataset = dataset.cache()
+    if train:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(batch_size, drop_remainder=train if drop_remainder is None else drop_remainder)
+    if train:
+        dataset = augment_lib.augment_batches(dataset, augmentation, seed=seed)
+    dataset = dataset.map(
+        lambda images, labels: (scale_image(images, image_dtype), labels), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def scale_image(image, dtype="float32"):
+    """uint8 pixels ``0..255`` to ``dtype`` values in ``[0, 1]``."""
+    return tf.cast(image, dtype) / tf.constant(255.0, dtype)
+
+
+def _check_positive_int(argument, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer, got {argument}={value!r}")
+
+
+def _check_floating_dtype(image_dtype):
+    try:
+        dtype = tf.as_dtype(image_dtype)
+    except TypeError as error:
+        raise ValueError(f"image_dtype must be a floating dtype, got image_dtype={image_dtype!r}") from error
+    if not dtype.is_floating:
+        raise ValueError(f"image_dtype must be a floating dtype, got image_dtype={image_dtype!r}")
+    return dtype
