@@ -4,6 +4,7 @@ The core imports ``keras`` only (any backend); TensorFlow-only parts (``sparse_k
 training binaries' distribution and export code) are imported explicitly by whoever needs them.
 """
 from sparse_keras import analysis
+from sparse_keras import models
 from sparse_keras import ops
 from sparse_keras import prune
 from sparse_keras import regularizers
@@ -21,6 +22,7 @@ __all__ = [
     "NestedHalfRing",
     "NestedRing",
     "analysis",
+    "models",
     "ops",
     "prune",
     "regularize",

@@ -1,0 +1,11 @@
+"""Model families by name: ``sparse_keras.models.get("resnet20", num_classes=10)``.
+
+The registry is generic (:mod:`sparse_keras.models.registry`); each family module registers its builders
+on import, so importing it here is what makes its names available.
+"""
+from sparse_keras.models import admm_paper
+from sparse_keras.models import plain_cnn
+from sparse_keras.models import resnet_cifar
+from sparse_keras.models.registry import available
+from sparse_keras.models.registry import get
+from sparse_keras.models.registry import register
