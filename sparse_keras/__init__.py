@@ -3,6 +3,7 @@
 The core imports ``keras`` only (any backend); TensorFlow-only parts (``sparse_keras.data``, the
 training binaries' distribution and export code) are imported explicitly by whoever needs them.
 """
+from sparse_keras import admm
 from sparse_keras import analysis
 from sparse_keras import models
 from sparse_keras import ops
@@ -21,6 +22,7 @@ __all__ = [
     "KernelGroupLasso",
     "NestedHalfRing",
     "NestedRing",
+    "admm",
     "analysis",
     "models",
     "ops",

@@ -244,6 +244,9 @@ def group_lassos_in(regularizer):
 
 
 def _check_strength(strength):
+    # float("1e-4") parses, but a string here is an unparsed config value: refuse it, as Keras' own L1/L2 do.
+    if isinstance(strength, (str, bytes)):
+        raise ValueError(f"strength must be a non-negative float, got strength={strength!r}")
     try:
         value = float(strength)
     except (TypeError, ValueError):

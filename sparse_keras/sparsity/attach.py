@@ -3,6 +3,7 @@
 from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups
 from sparse_keras.sparsity import kernels
+from sparse_keras.sparsity import tracing
 
 
 def regularize(model, regularizer, where=None, exclude_classifier=True, keep_existing=True):
@@ -38,6 +39,8 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
     for slot, reg in chosen:
         if reg is not None:
             _attach(slot, _combine(slot.variable.regularizer, reg, keep_existing))
+    # A step already traced by fit/evaluate baked in the old regularizers; Keras would reuse it.
+    tracing.retrace(model)
     return model
 
 

@@ -1,0 +1,403 @@
+"""ADMM sparsity training (seed 002): W-step by the model's optimizer, analytic F-step, dual update.
+
+The problem ``min_W L(W) + mu f(W)`` is split as ``min L(W) + mu f(F)  s.t.  W = F`` and solved by
+alternating (eq. 5-7):
+
+* W-step: ordinary training of ``L(W) + rho/2 ||W - U||^2`` with ``U = F - Gamma/rho``; the penalty is a
+  regularizer on each sparsified kernel, so ``model.fit`` and custom loops (``sum(model.losses)``) do it;
+* F-step: ``F = prox(W + Gamma/rho)`` block by block, group soft thresholding with ``a = mu/rho`` for the
+  l1 penalty (eq. 9) or hard thresholding with ``b = sqrt(2 mu/rho)`` for l0 (eq. 10);
+* dual update: ``Gamma += rho (W - F)``.
+
+:class:`ADMM` is a ``keras.callbacks.Callback``. With a float ``mu`` it performs an F-step and dual update
+every ``update_every`` epochs, and :meth:`ADMM.finalize` then sets ``W := F`` and installs masks for masked
+fine-tuning. With a :class:`~sparse_keras.sparsity.schedules.MuPath` it runs Algorithm 1 by itself: for
+each mu, ADMM iterations of ``path.epochs(i)`` epochs until the residuals fall below ``epsilon`` or
+``path.max_iterations(i)`` is reached, then ``W := F``, masked fine-tuning for ``path.epochs(i)`` epochs,
+a row of :attr:`ADMM.history`, and on to the next mu with F and Gamma carried over (masks lifted).
+
+State changed outside gradients (F, Gamma) lives in variables the model does not track; on JAX a traced
+step freezes such values, so every change retraces the step (on TensorFlow the step reads them live).
+"""
+
+import json
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from sparse_keras import io
+from sparse_keras import regularizers as regularizers_lib
+from sparse_keras.ops import groups, proximal
+from sparse_keras.sparsity import kernels, masking, tracing
+from sparse_keras.sparsity.schedules import MuPath
+
+PENALTIES = ("l1", "l0")
+BLOCKS = ("filter", "kernel", "element")
+STOPPING = ("paper", "boyd")
+
+
+def block_axes(block, rank):
+    """Axes of a canonical kernel of ``rank`` that form one block (see :mod:`sparse_keras.ops.proximal`)."""
+    if block not in BLOCKS:
+        raise ValueError(f"block must be one of {BLOCKS}, got block={block!r}")
+    if block == "element":
+        return ()
+    if block == "kernel" or rank == 2:
+        return tuple(range(rank - 1))  # an output kernel; for Dense the paper's block is one output unit
+    return tuple(range(rank - 2))  # a filter W_ij: the spatial axes
+
+
+class ADMMPenalty(keras.regularizers.Regularizer):
+    """The W-step term ``rho/2 ||W - (F - Gamma/rho)||^2`` on one kernel (training state, never saved)."""
+
+    def __init__(self, rho, f, gamma):
+        self.rho, self.f, self.gamma = float(rho), f, gamma
+
+    def __call__(self, w):
+        u = ops.convert_to_tensor(self.f) - ops.convert_to_tensor(self.gamma) / self.rho
+        return 0.5 * self.rho * ops.sum(ops.square(ops.cast(w, "float32") - u))
+
+    def get_config(self):
+        raise TypeError("ADMMPenalty is training state tied to live variables and is not serializable")
+
+
+class _Target:
+    """One sparsified kernel and its ADMM variables."""
+
+    def __init__(self, slot, block):
+        self.slot = slot
+        self.canonical_shape = groups.canonical_shape(slot.shape, slot.layout)
+        self.axes = block_axes(block, len(self.canonical_shape))
+        # A host copy: on JAX, fit donates the model's buffers, which would delete a shared array.
+        value = np.array(ops.convert_to_numpy(slot.variable), dtype="float32")
+        self.f = keras.Variable(value, trainable=False, name="admm_f")
+        self.gamma = keras.Variable(np.zeros_like(value), trainable=False, name="admm_gamma")
+        self.original_regularizer = slot.variable.regularizer
+        self.block_size = int(np.prod([self.canonical_shape[a] for a in self.axes])) if self.axes else 1
+
+    @property
+    def path(self):
+        return self.slot.path
+
+    def canonical(self, x):
+        return ops.reshape(x, self.canonical_shape)
+
+    def block_norms(self, x):
+        return proximal.block_norms(self.canonical(x), self.axes)
+
+
+class ADMM(keras.callbacks.Callback):
+    """ADMM sparsity training as a Keras callback; see the module docstring.
+
+    Args:
+      penalty: ``"l1"`` (group lasso, soft threshold) or ``"l0"`` (number of blocks, hard threshold).
+      mu: sparsity weight, a positive float or a :class:`MuPath`.
+      rho: augmented-Lagrangian weight (the authors' code: 100).
+      block: ``"filter"`` (the paper's 2-D filter W_ij; one output unit for Dense), ``"kernel"`` (a whole
+        output kernel) or ``"element"``.
+      layers: layer names to sparsify; ``None`` means every Conv/Dense kernel except the classifier.
+      update_every: epochs per W-step with a float ``mu`` (a path sets its own, ``path.epochs(i)``).
+      epsilon: tolerance of the stopping test (path mode).
+      stopping: ``"paper"`` (``||W - F|| <= eps`` and ``||F - F_prev|| <= eps``) or ``"boyd"`` (the authors'
+        code: absolute ``epsilon`` and relative 1e-2 tolerances on primal and scaled dual residuals).
+      guard: if a layer would lose more than this fraction of its blocks, its threshold becomes the
+        layer's mean block norm (the paper's over-pruning guard, 50%); ``None`` disables it.
+      normalize_norm_by_size: compare ``||V_b|| / |b|`` with the threshold, as the authors' code does.
+      finetune: in path mode, run masked fine-tuning for ``path.epochs(i)`` epochs after each mu.
+    """
+
+    def __init__(
+        self,
+        penalty="l1",
+        mu=1e-3,
+        rho=100.0,
+        block="filter",
+        layers=None,
+        update_every=1,
+        epsilon=1e-4,
+        stopping="paper",
+        guard=0.5,
+        normalize_norm_by_size=False,
+        finetune=True,
+    ):
+        super().__init__()
+        if penalty not in PENALTIES:
+            raise ValueError(f"penalty must be one of {PENALTIES}, got penalty={penalty!r}")
+        block_axes(block, 4)  # validates block
+        if stopping not in STOPPING:
+            raise ValueError(f"stopping must be one of {STOPPING}, got stopping={stopping!r}")
+        self.path = mu if isinstance(mu, MuPath) else None
+        if self.path is None:
+            _check_positive("mu", mu)
+        _check_positive("rho", rho)
+        _check_positive("epsilon", epsilon)
+        if not isinstance(update_every, int) or update_every < 1:
+            raise ValueError(f"update_every must be a positive integer, got update_every={update_every!r}")
+        if guard is not None and not 0 < guard <= 1:
+            raise ValueError(f"guard must be None or in (0, 1], got guard={guard!r}")
+        self.penalty, self.rho, self.block, self.layers = penalty, float(rho), block, layers
+        self._fixed_mu = None if self.path is not None else float(mu)
+        self.update_every, self.epsilon, self.stopping, self.guard = update_every, float(epsilon), stopping, guard
+        self.normalize_norm_by_size, self.finetune = bool(normalize_norm_by_size), bool(finetune)
+        self.targets = []
+        self.history = []  # one row per finished mu (path mode)
+        self.masks = {}
+        # Position in Algorithm 1; all of it is in get_state() so that a resumed run continues exactly.
+        self.mu_index, self.iteration, self.phase, self.epochs_in_phase = 0, 0, "admm", 0
+
+    # -- setting up -----------------------------------------------------------------------------------
+    @property
+    def mu(self):
+        return self._fixed_mu if self.path is None else self.path.mu(self.mu_index)
+
+    @property
+    def attached(self):
+        return bool(self.targets)
+
+    def attach(self, model):
+        """Creates F = W and Gamma = 0 for the selected kernels and adds the W-step penalty to them."""
+        if self.attached:
+            return self
+        where = self.layers
+        slots, _ = kernels.select_slots(model, where, exclude_classifier=True)
+        if not slots:
+            raise ValueError(f"ADMM found no Conv/Dense kernel to sparsify in model {model.name!r} (layers={where!r})")
+        self.set_model(model)
+        self.targets = [_Target(slot, self.block) for slot in slots]
+        self._add_penalty()
+        return self
+
+    def _add_penalty(self):
+        for t in self.targets:
+            term = ADMMPenalty(self.rho, t.f, t.gamma)
+            existing = t.original_regularizer
+            t.slot.variable.regularizer = term if existing is None else regularizers_lib.SumOfRegularizers([existing, term])
+        tracing.retrace(self.model)
+
+    def _remove_penalty(self):
+        for t in self.targets:
+            t.slot.variable.regularizer = t.original_regularizer
+        tracing.retrace(self.model)
+
+    # -- the F-step and the dual update ---------------------------------------------------------------
+    def _thresholds(self, target, norms):
+        """Per-layer threshold on the block norms of V, with the over-pruning guard applied."""
+        threshold = self.mu / self.rho if self.penalty == "l1" else math.sqrt(2 * self.mu / self.rho)
+        compare = norms / target.block_size if self.normalize_norm_by_size else norms
+        zeroed = float(ops.convert_to_numpy(ops.mean(ops.cast(compare <= threshold, "float32"))))
+        if self.guard is not None and zeroed > self.guard:
+            # Over-pruning guard: the zero set becomes the blocks at or below the layer's mean block norm.
+            return float(ops.convert_to_numpy(ops.mean(compare))), True
+        return threshold, False
+
+    def _prox(self, target, v):
+        """F-step for one kernel: block soft (l1) or hard (l0) thresholding of ``v = W + Gamma/rho``."""
+        vc = target.canonical(v)
+        norms = proximal.block_norms(vc, target.axes)
+        threshold, guarded = self._thresholds(target, norms)
+        if self.normalize_norm_by_size:
+            keep = ops.cast(norms / target.block_size > threshold, vc.dtype)
+            scale = threshold * target.block_size if guarded else self.mu / self.rho
+            shrunk = proximal.soft_threshold_groups(vc, scale, target.axes) if self.penalty == "l1" else vc
+            return ops.reshape(shrunk * keep, v.shape)
+        if self.penalty == "l1":
+            return ops.reshape(proximal.soft_threshold_groups(vc, threshold, target.axes), v.shape)
+        return ops.reshape(proximal.hard_threshold_groups(vc, threshold, target.axes), v.shape)
+
+    def update(self):
+        """One F-step and dual update on the current weights; returns the residuals and sparsity.
+
+        Call it yourself between blocks of steps of a custom training loop; the callback calls it at the
+        end of every W-step.
+        """
+        if not self.attached:
+            raise ValueError("ADMM.update() needs attach(model) (or model.fit with this callback) first")
+        primal = dual = w_norm = f_norm = gamma_norm = 0.0
+        n = 0
+        for t in self.targets:
+            w = ops.cast(t.slot.variable, "float32")
+            f_old = ops.convert_to_tensor(t.f)
+            f_new = self._prox(t, w + ops.convert_to_tensor(t.gamma) / self.rho)
+            gamma = ops.convert_to_tensor(t.gamma) + self.rho * (w - f_new)
+            primal += _sq(w - f_new)
+            dual += _sq(f_new - f_old)
+            w_norm, f_norm, gamma_norm = w_norm + _sq(w), f_norm + _sq(f_new), gamma_norm + _sq(gamma)
+            n += int(np.prod(t.slot.shape))
+            t.f.assign(f_new)
+            t.gamma.assign(gamma)
+        if keras.backend.backend() == "jax":
+            tracing.retrace(self.model)  # the traced step holds F and Gamma as constants there
+        primal, dual = math.sqrt(primal), math.sqrt(dual)
+        if self.stopping == "paper":
+            converged = primal <= self.epsilon and dual <= self.epsilon
+        else:  # Boyd et al. 2011, section 3.3.1, as the authors' code computes it
+            eps_pri = math.sqrt(n) * self.epsilon + 1e-2 * max(math.sqrt(w_norm), math.sqrt(f_norm))
+            eps_dual = math.sqrt(n) * self.epsilon + 1e-2 * math.sqrt(gamma_norm)
+            converged = primal < eps_pri and self.rho * dual < eps_dual
+        return {"primal_residual": primal, "dual_residual": dual, "converged": converged, **self.sparsity()}
+
+    def sparsity(self):
+        """Zero blocks of F per sparsified kernel and the fraction of sparsified weights that are zero."""
+        zero_blocks, blocks, zero_weights, weights = {}, {}, 0, 0
+        for t in self.targets:
+            norms = ops.convert_to_numpy(t.block_norms(ops.convert_to_tensor(t.f)))
+            zero_blocks[t.path] = int((norms == 0).sum())
+            blocks[t.path] = int(norms.size)
+            zero_weights += int((ops.convert_to_numpy(t.f) == 0).sum())
+            weights += int(np.prod(t.slot.shape))
+        return {"zero_blocks": zero_blocks, "blocks": blocks, "sparsity": zero_weights / max(weights, 1)}
+
+    # -- projection and masks -------------------------------------------------------------------------
+    def finalize(self):
+        """``W := F``, masks so that later training keeps F's zero blocks at zero; returns the masks.
+
+        The W-step penalty is removed, so further ``fit`` calls are masked fine-tuning (Algorithm 1,
+        line 11). Returns ``{variable path: 0/1 mask}``.
+        """
+        if not self.attached:
+            raise ValueError("ADMM.finalize() needs attach(model) (or model.fit with this callback) first")
+        self.masks = {}
+        for t in self.targets:
+            f = ops.convert_to_numpy(t.f)
+            t.slot.variable.assign(f.astype(ops.convert_to_numpy(t.slot.variable).dtype))
+            self.masks[t.path] = (f != 0).astype("float32")
+        self._remove_penalty()
+        masking.install_masks(self.model, self.masks)
+        self.phase = "finalized" if self.path is None else self.phase
+        return dict(self.masks)
+
+    def release(self):
+        """Lifts the masks and restores the W-step penalty (the next mu of a path starts like this)."""
+        masking.remove_masks(self.model)
+        self.masks = {}
+        self._add_penalty()
+
+    # -- the callback ---------------------------------------------------------------------------------
+    def on_train_begin(self, logs=None):
+        self.attach(self.model)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.phase in ("finalized", "done"):
+            return
+        self.epochs_in_phase += 1
+        if self.phase == "finetune":
+            if self.epochs_in_phase >= self.path.epochs(self.mu_index):
+                self._finish_mu(epoch, logs)
+            return
+        epochs_per_step = self.update_every if self.path is None else self.path.epochs(self.mu_index)
+        if self.epochs_in_phase % epochs_per_step:
+            return
+        result = self.update()
+        self.iteration += 1
+        if logs is not None:
+            logs.update(admm_primal_residual=result["primal_residual"], admm_sparsity=result["sparsity"])
+        if self.path is None:
+            return
+        if result["converged"] or self.iteration >= self.path.max_iterations(self.mu_index):
+            self._converged = bool(result["converged"])
+            self.finalize()
+            self.phase, self.epochs_in_phase = "finetune", 0
+            if not self.finetune:
+                self._finish_mu(epoch, logs)
+
+    def _finish_mu(self, epoch, logs):
+        row = {
+            "mu": self.mu,
+            "mu_index": self.mu_index,
+            "iterations": self.iteration,
+            "converged": getattr(self, "_converged", False),
+            "epoch": int(epoch) + 1,
+            **self.sparsity(),
+            **{k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0},
+        }
+        self.history.append(row)
+        self.mu_index += 1
+        self.iteration, self.epochs_in_phase = 0, 0
+        if self.mu_index >= len(self.path):
+            self.phase = "done"
+            self.model.stop_training = True
+            return
+        self.release()
+        self.phase = "admm"
+
+    @property
+    def total_epochs(self):
+        """Epochs Algorithm 1 needs at most with this path (each mu: ADMM iterations plus fine-tuning)."""
+        if self.path is None:
+            raise ValueError("total_epochs is defined for a MuPath; with a float mu you choose the epochs")
+        finetune = 1 if self.finetune else 0
+        return sum(self.path.epochs(i) * (self.path.max_iterations(i) + finetune) for i in range(len(self.path)))
+
+    # -- checkpointing --------------------------------------------------------------------------------
+    def get_state(self):
+        """Everything needed to resume exactly: F, Gamma and masks per kernel, the position, the history."""
+        arrays = {}
+        for t in self.targets:
+            arrays[f"f:{t.path}"] = ops.convert_to_numpy(t.f)
+            arrays[f"gamma:{t.path}"] = ops.convert_to_numpy(t.gamma)
+        for path, mask in self.masks.items():
+            arrays[f"mask:{path}"] = mask
+        meta = {
+            "mu_index": self.mu_index,
+            "iteration": self.iteration,
+            "phase": self.phase,
+            "epochs_in_phase": self.epochs_in_phase,
+            "converged": getattr(self, "_converged", False),
+            "history": self.history,
+        }
+        return arrays, meta
+
+    def set_state(self, arrays, meta):
+        """Restores :meth:`get_state`'s output; the callback must be attached to the same model layout."""
+        if not self.attached:
+            raise ValueError("ADMM.set_state() needs attach(model) first")
+        expected = {f"{kind}:{t.path}" for t in self.targets for kind in ("f", "gamma")}
+        missing = sorted(expected - set(arrays))
+        if missing:
+            raise ValueError(f"ADMM state lacks arrays for {missing}")
+        for t in self.targets:
+            t.f.assign(arrays[f"f:{t.path}"])
+            t.gamma.assign(arrays[f"gamma:{t.path}"])
+        self.mu_index, self.iteration = int(meta["mu_index"]), int(meta["iteration"])
+        self.phase, self.epochs_in_phase = meta["phase"], int(meta["epochs_in_phase"])
+        self._converged, self.history = bool(meta.get("converged", False)), list(meta["history"])
+        masks = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("mask:")}
+        masking.remove_masks(self.model)
+        if masks:
+            self._remove_penalty()
+            masking.install_masks(self.model, masks)
+        else:
+            self._add_penalty()
+        self.masks = masks
+        tracing.retrace(self.model)
+
+    def save(self, path):
+        """Writes the state to ``path`` (``.npz``) atomically."""
+        arrays, meta = self.get_state()
+        with io.atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+        return path
+
+    def load(self, path):
+        """Restores a state written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        self.set_state(arrays, meta)
+        return self
+
+
+def _sq(x):
+    return float(ops.convert_to_numpy(ops.sum(ops.square(x))))
+
+
+def _check_positive(name, value):
+    try:
+        ok = float(value) > 0 and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must be a finite positive float, got {name}={value!r}")
