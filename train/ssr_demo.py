@@ -16,6 +16,8 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
+from train.common import prepare_workdir
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/demo/fashion_mnist_ssr.py.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the report, plots, model and logs.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -32,19 +34,6 @@ def check_config(config):
             raise ValueError(f"config.{key} must be a positive integer, got {config[key]!r}")
     if config.train_examples is not None and config.train_examples < 1:
         raise ValueError(f"config.train_examples must be None or a positive integer, got {config.train_examples!r}")
-
-
-def prepare_workdir(workdir):
-    """Creates ``workdir`` and proves it writable before training starts."""
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(f"--workdir={workdir!r} is not a writable directory: {error}") from None
-    return workdir
 
 
 def run(config, workdir):

@@ -1,0 +1,233 @@
+r"""ADMM sparsity training along the mu path, as in seed 002 (Algorithm 1).
+
+  python -m train.admm --config=configs/admm/admm_cnn_fashion_mnist.py --workdir=runs/admm \
+      [--config.penalty=l1 --config.max_mus=4 ...]
+
+Dense pre-training (or ``config.pretrained``), then for each mu: ADMM iterations, ``W := F``, masked
+fine-tuning, one row of the solution path. Writes to ``workdir``:
+
+* ``solution_path.{csv,md}`` — the paper's Table 3 layout: mu, accuracy, zero filters per layer
+  ("Filter (#)"), sparsity %, training epochs, and the multiply-adds left when zero filters are skipped;
+* ``solution_path.png`` — Fig. 2: accuracy against mu and against sparsity;
+* ``checkpoint/`` — the model and the ADMM state after every mu: rerunning the same command resumes there;
+* ``model.keras`` — the model after the last mu (zero filters exact), ``summary.json``.
+"""
+
+import csv
+import io as _io
+import json
+import os
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from train.common import prepare_workdir
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file under configs/admm/.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the solution path, plots, checkpoints.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def check_config(config):
+    """Fails before any work with a message naming the bad key and value."""
+    from sparse_keras import admm as admm_lib
+
+    for key in ("learning_rate", "rho", "mu_start", "mu_stop", "epsilon"):
+        if not isinstance(config[key], (int, float)) or not config[key] > 0:
+            raise ValueError(f"config.{key} must be a positive number, got {config[key]!r}")
+    for key in ("batch_size", "mu_num", "delta", "nu", "xi"):
+        if not isinstance(config[key], int) or config[key] < 1:
+            raise ValueError(f"config.{key} must be a positive integer, got {config[key]!r}")
+    if not isinstance(config.pretrain_epochs, int) or config.pretrain_epochs < 0:
+        raise ValueError(f"config.pretrain_epochs must be a non-negative integer, got {config.pretrain_epochs!r}")
+    # The W-step penalty rho/2 ||W - U||^2 has curvature rho; SGD with heavy-ball momentum beta is stable
+    # on it only while lr * rho < 2 (1 + beta).
+    bound = 2 * (1 + config.momentum)
+    if config.learning_rate * config.rho >= bound:
+        raise ValueError(
+            f"config.learning_rate * config.rho = {config.learning_rate} * {config.rho} = "
+            f"{config.learning_rate * config.rho:g} must stay below 2 (1 + config.momentum) = {bound:g}, "
+            "or the W-step diverges"
+        )
+    if config.max_mus is not None and config.max_mus < 1:
+        raise ValueError(f"config.max_mus must be None or a positive integer, got {config.max_mus!r}")
+    if config.pretrained is not None and not os.path.isfile(config.pretrained):
+        raise ValueError(f"config.pretrained={config.pretrained!r} is not a file")
+    # Builds the callback once so that penalty/block/stopping/guard errors surface now.
+    admm_lib.ADMM(config.penalty, mu=1.0, rho=config.rho, block=config.block, stopping=config.stopping, guard=config.guard)
+
+
+def mu_path(config):
+    from sparse_keras import admm as admm_lib
+
+    full = admm_lib.MuPath.log_grid(
+        config.mu_start, config.mu_stop, config.mu_num, config.mu_start_index, delta=config.delta, nu=config.nu, xi=config.xi
+    )
+    mus = full.mus[: config.max_mus] if config.max_mus else full.mus
+    return admm_lib.MuPath(mus, delta=config.delta, nu=config.nu, xi=config.xi)
+
+
+def filter_macs(model, admm):
+    """Multiply-adds of the sparsified convs when zero filters are skipped, and when they are not."""
+    import numpy as np
+
+    dense = sparse = 0
+    counts = admm.sparsity()
+    for target in admm.targets:
+        layer = target.slot.layer
+        shape = target.canonical_shape
+        positions = int(np.prod(layer.output.shape[1:-1])) if len(shape) == 4 else 1
+        per_filter = int(np.prod(shape[:-2])) if len(shape) == 4 else 1
+        blocks, zero = counts["blocks"][target.path], counts["zero_blocks"][target.path]
+        filters = int(np.prod(shape[-2:]))
+        dense += positions * per_filter * filters
+        sparse += positions * per_filter * filters * (blocks - zero) // max(blocks, 1)
+    return dense, sparse
+
+
+def path_rows(admm, model, baseline_accuracy, accuracy_key):
+    dense_macs, _ = filter_macs(model, admm)
+    rows = [{"mu": 0.0, "accuracy": baseline_accuracy, "sparsity_percent": 0.0, "epochs": 0, "macs": dense_macs}]
+    for r in admm.history:
+        row = {
+            "mu": r["mu"],
+            "accuracy": r.get(accuracy_key, float("nan")),
+            "sparsity_percent": 100 * r["sparsity"],
+            "epochs": r["epoch"],
+            "macs": r.get("macs", dense_macs),
+        }
+        row.update({f"zero_filters[{p.split('/')[0]}]": n for p, n in r["zero_blocks"].items()})
+        rows.append(row)
+    return rows
+
+
+def write_path(rows, workdir):
+    from sparse_keras import io
+
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    out = _io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    io.write_text(os.path.join(workdir, "solution_path.csv"), out.getvalue())
+    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
+    for row in rows:
+        cells = [f"{row.get(f, ''):.4g}" if isinstance(row.get(f), float) else str(row.get(f, "")) for f in fields]
+        lines.append("| " + " | ".join(cells) + " |")
+    io.write_text(os.path.join(workdir, "solution_path.md"), "\n".join(lines) + "\n")
+
+
+def plot_path(rows, path, title):
+    from sparse_keras import io, visualize
+
+    plt = visualize._pyplot()
+    fig, (by_mu, by_sparsity) = plt.subplots(1, 2, figsize=(10, 3.8))
+    path_rows_only = rows[1:]
+    by_mu.semilogx([r["mu"] for r in path_rows_only], [r["accuracy"] for r in path_rows_only], "o-")
+    by_mu.axhline(rows[0]["accuracy"], color="k", linestyle="--", label="dense")
+    by_mu.set_xlabel("mu")
+    by_mu.set_ylabel("test accuracy")
+    by_mu.legend()
+    by_sparsity.plot([r["sparsity_percent"] for r in rows], [r["accuracy"] for r in rows], "o-")
+    by_sparsity.set_xlabel("sparsity of the sparsified layers (%)")
+    by_sparsity.set_ylabel("test accuracy")
+    fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        with io.atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+
+
+def run(config, workdir):
+    """The whole job; returns the summary written to ``workdir/summary.json``."""
+    check_config(config)
+    import keras
+
+    from sparse_keras import admm as admm_lib
+    from sparse_keras import io, models
+    from sparse_keras import data as data_lib
+    from sparse_keras.models import admm_paper
+
+    input_shape, num_classes, _ = data_lib.dataset_info(config.dataset)
+    path = mu_path(config)
+    prepare_workdir(workdir)
+    checkpoint_dir = os.path.join(workdir, "checkpoint")
+    os.makedirs(checkpoint_dir, exist_ok=True)
+    keras.utils.set_random_seed(config.seed)
+
+    split = "train" if config.train_examples is None else f"train[:{config.train_examples}]"
+    train = data_lib.load(config.dataset, split, config.batch_size, train=True, seed=config.seed, data_dir=config.data_dir)
+    test = data_lib.load(config.dataset, "test", 500, train=False, data_dir=config.data_dir)
+    layers = admm_paper.SPARSIFIED.get(config.model)  # the paper's selection; None: every kernel but the classifier
+
+    def compile_(model):
+        model.compile(
+            optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"],
+        )
+        return model
+
+    model_file, state_file = os.path.join(checkpoint_dir, "model.keras"), os.path.join(checkpoint_dir, "admm.npz")
+    admm = admm_lib.ADMM(config.penalty, mu=path, rho=config.rho, block=config.block, layers=layers,
+                         epsilon=config.epsilon, stopping=config.stopping, guard=config.guard, finetune=config.finetune)
+    baseline_file = os.path.join(checkpoint_dir, "baseline.json")
+    if os.path.exists(model_file) and os.path.exists(state_file):
+        model = compile_(keras.saving.load_model(model_file, compile=False))
+        admm.attach(model)
+        admm.load(state_file)
+        baseline = json.loads(open(baseline_file).read())["accuracy"]
+        print(f"Resumed from {checkpoint_dir}: mu {admm.mu_index + 1} of {len(path)}")
+    else:
+        if config.pretrained is not None:
+            model = compile_(keras.saving.load_model(config.pretrained, compile=False))
+        else:
+            model = compile_(models.get(config.model, num_classes=num_classes, input_shape=input_shape))
+            model.fit(train, epochs=config.pretrain_epochs, verbose=2)
+        baseline = float(model.evaluate(test, verbose=0)[1])
+        io.write_text(baseline_file, json.dumps({"accuracy": baseline}))
+        admm.attach(model)
+    class Checkpoint(keras.callbacks.Callback):
+        """After every finished mu: its multiply-adds, then the model and the ADMM state, atomically."""
+
+        seen = len(admm.history)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if len(admm.history) > self.seen:
+                admm.history[-1]["macs"] = filter_macs(model, admm)[1]
+                self.seen = len(admm.history)
+                with io.atomic_path(model_file) as tmp:
+                    model.save(tmp)
+                admm.save(state_file)
+
+    remaining = admm.total_epochs  # an upper bound; the callback stops at the end of the path
+    if admm.phase != "done":
+        history = model.fit(
+            train, epochs=remaining, validation_data=test,
+            callbacks=[admm, keras.callbacks.TerminateOnNaN(), Checkpoint()], verbose=2,
+        )
+        if any(l != l for l in history.history.get("loss", [])):
+            raise FloatingPointError(
+                f"The training loss became NaN; the last good state (after mu {len(admm.history)}) is in {checkpoint_dir}"
+            )
+    rows = path_rows(admm, model, baseline, "val_accuracy")
+    write_path(rows, workdir)
+    plot_path(rows, os.path.join(workdir, "solution_path.png"), f"ADMM-{config.penalty} on {config.model}, {config.dataset}")
+    with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
+        model.save(tmp)
+    summary = {"baseline_accuracy": baseline, "path": rows, "model": config.model, "dataset": config.dataset}
+    io.write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
+    print(open(os.path.join(workdir, "solution_path.md")).read())
+    return summary
+
+
+def main(argv):
+    del argv
+    run(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)
