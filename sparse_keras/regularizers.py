@@ -211,6 +211,8 @@ def get(identifier, **kwargs):
         return identifier
     if isinstance(identifier, dict):
         if "class_name" in identifier:
+            if kwargs:
+                raise ValueError(f"Keyword arguments {sorted(kwargs)} cannot be combined with a serialized regularizer")
             return keras.regularizers.deserialize(identifier)
         kwargs = {**{k: v for k, v in identifier.items() if k != "name"}, **kwargs}
         if "name" not in identifier:
@@ -229,6 +231,8 @@ def get(identifier, **kwargs):
                 "regularizer name"
             )
         return type(regularizer)(**kwargs) if kwargs else regularizer
+    if isinstance(identifier, type):
+        raise ValueError(f"Pass a regularizer instance (e.g. {identifier.__name__}(strength=1e-4)), not the class {identifier!r}")
     if callable(identifier):
         return identifier
     raise ValueError(f"Cannot interpret regularizer identifier {identifier!r}")
