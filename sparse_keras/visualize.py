@@ -3,7 +3,8 @@
 from sparse_keras import io
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend (imported on first use, never at import time)."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only; never needs a display
@@ -29,7 +30,7 @@ def plot_architecture(reports, path, title=None):
     reports = dict(reports)
     if not reports:
         raise ValueError("plot_architecture needs at least one report")
-    plt = _pyplot()
+    plt = pyplot()
     first = next(iter(reports.values()))
     names = [r.layer for r in first.layers]
     fig, axes = plt.subplots(
@@ -59,10 +60,15 @@ def plot_architecture(reports, path, title=None):
             ax.legend(fontsize=7, ncol=min(len(all_sizes), 8))
     if title:
         fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path):
+    """Writes ``fig`` to ``path`` as PNG atomically and closes it; returns ``path``."""
     fig.tight_layout()
     try:
         with io.atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
     finally:
-        plt.close(fig)
+        pyplot().close(fig)
     return path

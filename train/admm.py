@@ -119,9 +119,9 @@ def write_path(rows, workdir):
 
 
 def plot_path(rows, path, title):
-    from sparse_keras import io, visualize
+    from sparse_keras import visualize
 
-    plt = visualize._pyplot()
+    plt = visualize.pyplot()
     fig, (by_mu, by_sparsity) = plt.subplots(1, 2, figsize=(10, 3.8))
     path_rows_only = rows[1:]
     by_mu.semilogx([r["mu"] for r in path_rows_only], [r["accuracy"] for r in path_rows_only], "o-")
@@ -133,12 +133,7 @@ def plot_path(rows, path, title):
     by_sparsity.set_xlabel("sparsity of the sparsified layers (%)")
     by_sparsity.set_ylabel("test accuracy")
     fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-    finally:
-        plt.close(fig)
+    visualize.save_figure(fig, path)
 
 
 def run(config, workdir):
