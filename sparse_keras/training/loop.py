@@ -1,0 +1,267 @@
+"""The custom ``tf.distribute`` training loop the binaries share (TensorFlow only).
+
+    strategy = distribute.make_strategy()
+    with strategy.scope():  # the model and the optimizer must be created inside the scope
+        model = models.get("resnet20", ...)
+        optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    admm = ADMM("l1", mu=1e-3)  # train() attaches it inside the scope
+    losses = loop.train(model, optimizer, loss_fn, dataset, strategy=strategy, epochs=30, hooks=[admm])
+
+One step runs on every replica (``strategy.run``): the forward pass, the loss
+``sum(per-example losses) / global batch + sum(model.losses) / replicas``, its gradients, and
+``optimizer.apply``, which all-reduces the gradients and then applies each variable's ``constraint``
+(so :mod:`~sparse_keras.sparsity.masking` masks hold). Summed over replicas this is the global objective
+with every regularizer (group lasso, ADMM's W-step penalty) counted once: each replica computes them on
+the same mirrored weights.
+
+Between epochs the loop calls its hooks in cross-replica context, outside ``strategy.run``, where state
+changed outside gradients (ADMM's F and Gamma, masks) can be read and assigned on all replicas at once.
+An ADMM hook is attached by ``train()`` inside ``strategy.scope()``, so F and Gamma are mirrored
+variables; attaching it yourself beforehand works too if you do it inside the scope. When a hook swaps
+a regularizer or a constraint (ADMM's ``finalize``/``release`` in mu-path mode), the next epoch runs a
+freshly traced step: a traced step keeps the ones it was traced with.
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from sparse_keras.sparsity import kernels
+
+
+class Hook:
+    """What :func:`train` calls on its hooks; every method is optional.
+
+    A Keras callback is a hook as it is, so :class:`sparse_keras.sparsity.admm.ADMM`,
+    ``keras.callbacks.History`` or ``EarlyStopping`` can be passed directly (the loop honours
+    ``model.stop_training``); callbacks that work per batch or read ``self.params`` are not served.
+    All methods run in cross-replica context; ``on_train_begin`` runs inside ``strategy.scope()``, so
+    variables a hook creates there (ADMM's F and Gamma) are mirrored like the model's.
+    """
+
+    def set_model(self, model):
+        pass
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        """``logs`` holds ``"loss"``, the epoch's mean loss; hooks may add entries for the hooks after them."""
+
+    def on_train_end(self, logs=None):
+        pass
+
+
+class FunctionHook(Hook):
+    """Calls ``fn(epoch, logs)`` at the end of every epoch."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fn(epoch, logs)
+
+
+_HOOK_METHODS = ("set_model", "on_train_begin", "on_epoch_end", "on_train_end")
+
+
+def as_hook(obj):
+    """``obj`` if it has any :class:`Hook` method (Keras callbacks do), a plain function wrapped in
+    :class:`FunctionHook`; anything else is a ``TypeError``."""
+    if any(callable(getattr(obj, name, None)) for name in _HOOK_METHODS):
+        return obj
+    if callable(obj):
+        return FunctionHook(obj)
+    raise TypeError(f"A hook needs an on_epoch_end(epoch, logs) method or must be a function; got {obj!r}")
+
+
+def _notify(hooks, method, *args):
+    for hook in hooks:
+        fn = getattr(hook, method, None)
+        if fn is not None:
+            fn(*args)
+
+
+def is_time(step, every):
+    """Whether periodic work due ``every`` steps falls on ``step`` (1-based); ``every=None`` means never."""
+    return bool(every) and step % every == 0
+
+
+def train(
+    model,
+    optimizer,
+    loss_fn,
+    dataset,
+    *,
+    strategy,
+    epochs,
+    steps_per_epoch=None,
+    hooks=(),
+    log_every_steps=None,
+):
+    """Trains ``model`` on ``dataset`` under ``strategy``; returns the mean loss of every epoch.
+
+    Args:
+      model: a built Keras model whose variables were created inside ``strategy.scope()``.
+      optimizer: a Keras 3 optimizer created inside ``strategy.scope()`` (it remembers the strategy it
+        was created under and updates the variables through it).
+      loss_fn: ``loss_fn(y_true, y_pred)`` returning one loss per example, e.g. a Keras loss built with
+        ``reduction=None`` or ``keras.losses.sparse_categorical_crossentropy``.
+      dataset: a ``tf.data.Dataset`` of global batches ``(x, y)`` or ``(x, y, sample_weight)``; the
+        strategy splits each batch among the replicas.
+      strategy: the ``tf.distribute.Strategy`` (see :mod:`sparse_keras.training.distribute`).
+      epochs: number of epochs.
+      steps_per_epoch: ``None`` for one pass over ``dataset`` per epoch; otherwise this many batches per
+        epoch from one iterator kept across epochs (so ``dataset`` should ``repeat()``).
+      hooks: :class:`Hook` objects (Keras callbacks, an ADMM callback) or functions ``fn(epoch, logs)``,
+        called in this order at the end of every epoch.
+      log_every_steps: log the step's loss every this many steps; ``None`` for epochs only.
+
+    Raises:
+      FloatingPointError: a step's loss is not finite (the step and the loss are named).
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got epochs={epochs!r}")
+    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+        raise ValueError(f"steps_per_epoch must be None or a positive integer, got steps_per_epoch={steps_per_epoch!r}")
+    hooks = [as_hook(h) for h in hooks]
+    _check_created_in_scope(model, optimizer, strategy)
+    _warn_about_unsynchronized_batch_norm(model, strategy)
+
+    with strategy.scope():
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)  # slots are mirrored like the weights
+        _notify(hooks, "set_model", model)
+        _notify(hooks, "on_train_begin", {})
+
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    iterator = iter(distributed) if steps_per_epoch else None
+    step_fn, traced_with = make_train_step(model, optimizer, loss_fn, strategy), _captured_state(model)
+    model.stop_training = False
+    epoch_losses, step = [], 0
+    for epoch in range(epochs):
+        batches = _epoch_batches(distributed, iterator, steps_per_epoch, epoch)
+        mean_loss, step = _run_epoch(step_fn, batches, epoch, step, log_every_steps)
+        logs = {"loss": mean_loss}
+        _notify(hooks, "on_epoch_end", epoch, logs)
+        epoch_losses.append(mean_loss)
+        logging.info("epoch %d: %s", epoch, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
+        if getattr(model, "stop_training", False):
+            break
+        if not _same_state(traced_with, _captured_state(model)):
+            # A hook changed a regularizer or a constraint (ADMM's finalize/release): the traced step
+            # captured the old ones, so trace a new step.
+            step_fn, traced_with = make_train_step(model, optimizer, loss_fn, strategy), _captured_state(model)
+    _notify(hooks, "on_train_end", {"loss": epoch_losses[-1]} if epoch_losses else {})
+    return epoch_losses
+
+
+def _run_epoch(step_fn, batches, epoch, step, log_every_steps):
+    """Runs the steps of one epoch after global step ``step``; returns the mean loss and the last step."""
+    total, count = 0.0, 0
+    for batch in batches:
+        step += 1
+        # Reading the loss each step costs one host sync and stops the run at the first bad step.
+        loss = float(step_fn(batch))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"Loss is {loss} at step {step} (epoch {epoch}); stopping the run")
+        total, count = total + loss, count + 1
+        if is_time(step, log_every_steps):
+            logging.info("step %d: loss %.6g", step, loss)
+    if count == 0:
+        raise ValueError(f"Epoch {epoch} had no batches: the dataset is empty")
+    return total / count, step
+
+
+def make_train_step(model, optimizer, loss_fn, strategy):
+    """The ``tf.function`` running one training step on a distributed batch; returns the global loss."""
+
+    def replica_step(x, y, sample_weight=None):
+        with tf.GradientTape() as tape:
+            per_example = tf.cast(loss_fn(y, model(x, training=True)), tf.float32)
+            if per_example.shape.rank == 0:
+                raise ValueError(
+                    f"loss_fn must return one loss per example (reduction=None); {loss_fn!r} returned a scalar"
+                )
+            # The global batch is counted, not assumed: the last batch of an epoch can be smaller and
+            # split unevenly among replicas.
+            local = tf.cast(tf.shape(per_example)[0], tf.float32)
+            global_batch = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local)
+            loss = tf.nn.compute_average_loss(
+                per_example, sample_weight=sample_weight, global_batch_size=tf.cast(global_batch, tf.int32)
+            )
+            penalties = model.losses
+            if penalties:
+                # Every replica computes the same penalty on the same weights: count it once in total.
+                penalty = tf.add_n([tf.cast(term, tf.float32) for term in penalties])
+                loss += tf.nn.scale_regularization_loss(penalty)
+        gradients = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply(gradients, model.trainable_variables)
+        return loss
+
+    @tf.function(reduce_retracing=True)
+    def train_step(batch):
+        per_replica = strategy.run(replica_step, args=tuple(batch))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return train_step
+
+
+def _epoch_batches(distributed, iterator, steps_per_epoch, epoch):
+    if steps_per_epoch is None:
+        yield from distributed
+        return
+    for i in range(steps_per_epoch):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            raise ValueError(
+                f"The dataset ran out after {i} steps of epoch {epoch} with steps_per_epoch={steps_per_epoch}; "
+                "repeat() it or pass steps_per_epoch=None"
+            ) from None
+        yield batch
+
+
+def _captured_state(model):
+    """What a traced step captures from the model besides variable values: regularizers and constraints."""
+    return [(v.regularizer, v.constraint) for v in model.trainable_variables]
+
+
+def _same_state(a, b):
+    return len(a) == len(b) and all(x is y for pair_a, pair_b in zip(a, b) for x, y in zip(pair_a, pair_b))
+
+
+def _check_created_in_scope(model, optimizer, strategy):
+    if not model.built:
+        raise ValueError(
+            f"Model {model.name!r} is not built; give it an Input or call it on a batch inside strategy.scope()"
+        )
+    for owner, variable in [("model", v) for v in model.variables] + [("optimizer", optimizer.iterations)]:
+        if not strategy.extended.variable_created_in_scope(getattr(variable, "value", variable)):
+            raise ValueError(
+                f"The {owner}'s variable {variable.path!r} was not created under the scope of the "
+                f"{type(strategy).__name__} given to train(); create the model and the optimizer inside "
+                "`with strategy.scope():`"
+            )
+
+
+def _warn_about_unsynchronized_batch_norm(model, strategy):
+    if strategy.num_replicas_in_sync == 1:
+        return
+    names = [
+        layer.name
+        for layer in kernels.iter_layers(model)
+        if isinstance(layer, keras.layers.BatchNormalization) and not layer.synchronized
+    ]
+    if names:
+        # Keras 3 creates moving statistics with aggregation "none": each replica updates its own copy
+        # from its own sub-batch, and evaluation and saving read replica 0's.
+        logging.warning(
+            "BatchNormalization layers %s are not synchronized: across %d replicas each keeps its own moving "
+            "statistics. Build them with synchronized=True for statistics over the global batch.",
+            names,
+            strategy.num_replicas_in_sync,
+        )
