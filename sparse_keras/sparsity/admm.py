@@ -157,7 +157,11 @@ class ADMM(keras.callbacks.Callback):
         return bool(self.targets)
 
     def attach(self, model):
-        """Creates F = W and Gamma = 0 for the selected kernels and adds the W-step penalty to them."""
+        """Creates F = W and Gamma = 0 for the selected kernels and adds the W-step penalty to them.
+
+        Under ``tf.distribute`` call it inside ``strategy.scope()`` so that F and Gamma are mirrored
+        (``sparse_keras.training.loop.train`` does this through ``on_train_begin``).
+        """
         if self.attached:
             return self
         where = self.layers
