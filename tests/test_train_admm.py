@@ -50,3 +50,22 @@ def test_bad_configs_fail_before_work(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         admm_binary.run(_config(**overrides), str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_command_line_overrides_reach_the_config_and_bad_values_stop_it(tmp_path):
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "train.admm", "--config=configs/admm/admm_cnn_fashion_mnist.py",
+               f"--workdir={tmp_path / 'run'}", "--config.rho=-2.0"]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300)
+    assert result.returncode != 0
+    assert "config.rho must be a positive number, got -2.0" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_both_binaries_import_into_one_process():
+    from train import ssr_demo  # defines no flags at import time, like train.admm
+
+    assert callable(ssr_demo.run) and callable(admm_binary.run)

@@ -18,15 +18,7 @@ import io as _io
 import json
 import os
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
-from train.common import prepare_workdir
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file under configs/admm/.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the solution path, plots, checkpoints.")
-flags.mark_flags_as_required(["config", "workdir"])
+from train import common
 
 
 def check_config(config):
@@ -148,7 +140,7 @@ def run(config, workdir):
 
     input_shape, num_classes, _ = data_lib.dataset_info(config.dataset)
     path = mu_path(config)
-    prepare_workdir(workdir)
+    common.prepare_workdir(workdir)
     checkpoint_dir = os.path.join(workdir, "checkpoint")
     os.makedirs(checkpoint_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
@@ -219,10 +211,5 @@ def run(config, workdir):
     return summary
 
 
-def main(argv):
-    del argv
-    run(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    common.main(run, "Path to a config file under configs/admm/.")

@@ -12,15 +12,7 @@ import json
 import os
 import time
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
-
-from train.common import prepare_workdir
-
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file, e.g. configs/demo/fashion_mnist_ssr.py.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the report, plots, model and logs.")
-flags.mark_flags_as_required(["config", "workdir"])
+from train import common
 
 
 def check_config(config):
@@ -47,7 +39,7 @@ def run(config, workdir):
 
     input_shape, num_classes, _ = data_lib.dataset_info(config.dataset)  # unknown dataset fails here
     model = models.get(config.model, num_classes=num_classes, input_shape=input_shape, **config.model_kwargs)
-    prepare_workdir(workdir)
+    common.prepare_workdir(workdir)
     keras.utils.set_random_seed(config.seed)
 
     split = "train" if config.train_examples is None else f"train[:{config.train_examples}]"
@@ -113,10 +105,5 @@ def run(config, workdir):
     return summary
 
 
-def main(argv):
-    del argv
-    run(_CONFIG.value, _WORKDIR.value)
-
-
 if __name__ == "__main__":
-    app.run(main)
+    common.main(run, "Path to a config file, e.g. configs/demo/fashion_mnist_ssr.py.")
