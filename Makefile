@@ -7,13 +7,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WORKDIR ?= runs/demo
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install install-test dataset demo test test-tf test-jax benchmarks clean
+.PHONY: install install-test install-tfmot dataset demo test test-tf test-jax benchmarks clean
 
 install:
 	$(PIP) install -q -e .
 
 install-test:
 	$(PIP) install -q -e ".[test]"
+
+# The tfmot peer baseline (benchmarks only). --no-deps: tf-keras requires the full `tensorflow` package,
+# which pip would install beside tensorflow-cpu; the two share one module and must not both be there.
+install-tfmot: install
+	$(PIP) install -q --no-deps tensorflow-model-optimization==0.8.1 tf-keras==2.21.0 dm-tree
 
 # Fashion-MNIST comes from Debian's package, so neither the demo nor the tests need the internet.
 dataset:
