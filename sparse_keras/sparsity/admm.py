@@ -146,6 +146,7 @@ class ADMM(keras.callbacks.Callback):
         self.masks = {}
         # Position in Algorithm 1; all of it is in get_state() so that a resumed run continues exactly.
         self.mu_index, self.iteration, self.phase, self.epochs_in_phase = 0, 0, "admm", 0
+        self._converged = False  # whether the current mu stopped on the residual test (vs its iteration cap)
 
     # -- setting up -----------------------------------------------------------------------------------
     @property
@@ -311,7 +312,7 @@ class ADMM(keras.callbacks.Callback):
             "mu": self.mu,
             "mu_index": self.mu_index,
             "iterations": self.iteration,
-            "converged": getattr(self, "_converged", False),
+            "converged": self._converged,
             "epoch": int(epoch) + 1,
             **self.sparsity(),
             **{k: float(v) for k, v in (logs or {}).items() if np.ndim(v) == 0},
@@ -348,7 +349,7 @@ class ADMM(keras.callbacks.Callback):
             "iteration": self.iteration,
             "phase": self.phase,
             "epochs_in_phase": self.epochs_in_phase,
-            "converged": getattr(self, "_converged", False),
+            "converged": self._converged,
             "history": self.history,
         }
         return arrays, meta
