@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sparse_keras import testing
 from sparse_keras.ops import groups
 
 
@@ -65,27 +66,8 @@ def numpy_nested_sq_norms(kernel, masks):
     return result
 
 
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
-def grad(fn, x):
-    """d sum(fn(x)) / dx with the running backend's autodiff."""
-    x = np.asarray(x, dtype="float32")
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = keras.ops.sum(fn(x))
-        return tape.gradient(y, x).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(lambda v: keras.ops.sum(fn(v)))(jax.numpy.asarray(x)))
-    pytest.skip(f"no gradient helper for backend {backend}")
+to_numpy = testing.to_numpy
+grad = testing.gradient
 
 
 # -- half-ring masks ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import sparse_keras
+from sparse_keras import testing
 from sparse_keras import regularizers
 from sparse_keras.regularizers import (
     FilterGroupLasso,
@@ -97,27 +98,8 @@ def numeric_gradient(f, kernel, eps=1e-6):
 
 
 # -- backend helpers ---------------------------------------------------------------------------------
-def to_numpy(x):
-    return keras.ops.convert_to_numpy(x)
-
-
-def grad(fn, x):
-    """d fn(x) / dx with the running backend's autodiff (fn returns a scalar)."""
-    x = np.asarray(x, dtype="float32")
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        x = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = fn(x)
-        return tape.gradient(y, x).numpy()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(fn)(jax.numpy.asarray(x)))
-    pytest.skip(f"no gradient helper for backend {backend}")
+to_numpy = testing.to_numpy
+grad = testing.gradient
 
 
 def shapes_for(cls):
