@@ -7,8 +7,8 @@ zeros on every backend, with momentum or not. The constraint is set on the varia
 layer's ``kernel_constraint`` argument): masks are training state, not architecture, and a saved model's
 pruned weights are already zero.
 
-Traced train steps capture the mask, so installing or removing masks drops the model's cached
-``train_function`` (as ``compile()`` does) and the next ``fit`` retraces.
+Traced train steps capture the mask, so installing or removing masks makes the model's train step
+retrace (:func:`sparse_keras.sparsity.tracing.retrace`), also from a callback inside ``fit``.
 """
 
 import keras
