@@ -5,6 +5,7 @@ training binaries' distribution and export code) are imported explicitly by whoe
 """
 from sparse_keras import admm
 from sparse_keras import analysis
+from sparse_keras import layers
 from sparse_keras import models
 from sparse_keras import ops
 from sparse_keras import prune
@@ -24,6 +25,7 @@ __all__ = [
     "NestedRing",
     "admm",
     "analysis",
+    "layers",
     "models",
     "ops",
     "prune",
