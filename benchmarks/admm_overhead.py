@@ -11,9 +11,9 @@ weights and data (in memory). One trains with ``ADMM("l0", mu, rho=100)`` doing 
 at the end of every epoch (``update_every=1``, the most frequent the paper does), the other without.
 Both are warmed up (one epoch each: tracing, attaching), then ``--rounds`` interleaved rounds of one
 ``fit`` epoch each, swapping the order every round; the ratio is the median of the per-round ratios.
-What the ratio contains: the W-step penalty in every step, the F-step and dual update per epoch, and
-on JAX a retrace of the train step per update (ADMM's F and Gamma are not model variables, and a jitted
-step freezes those values). No TensorFlow import: the GPU machine has JAX only.
+What the ratio contains: the W-step penalty in every step and the F-step and dual update per epoch. No
+retrace: F and Gamma are model state (a TrainingState sublayer), so the compiled step reads them live.
+No TensorFlow import: the GPU machine has JAX only.
 """
 
 import argparse

@@ -108,6 +108,36 @@ def test_finalize_projects_and_masks_survive_fine_tuning():
     assert all(r is None for r in (model.get_layer("c1").kernel.regularizer, model.get_layer("c2").kernel.regularizer))
 
 
+def test_f_and_gamma_are_live_model_state_without_retracing_and_never_saved(tmp_path):
+    """On JAX a compiled step freezes whatever the model does not track: F and Gamma must be model state."""
+    x, y = digits()
+    model = small_cnn()
+    admm = ADMM("l0", mu=0.5, rho=10.0, update_every=1)
+    steps = []
+
+    class RecordStep(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            steps.append(self.model.train_function)
+            if epoch == 1:  # mid-ADMM: the W-step's U = F - Gamma/rho now differs from the first epoch's
+                state_paths = [v.path for v in self.model.non_trainable_variables]
+                assert "c1/admm_kernel/f" in state_paths and "c2/admm_kernel/gamma" in state_paths
+                self.model.save(tmp_path / "mid_admm.keras")
+
+    model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[admm, RecordStep()])
+    assert steps[0] is steps[1] is steps[2]  # three F-steps, one compiled train step
+    # The penalty the step minimises uses the updated F: W follows F towards its zero filters.
+    f = np_(admm.targets[1].f)
+    zero = filter_norms(f) == 0
+    assert zero.any()
+    assert filter_norms(model.get_layer("c2").kernel)[zero].max() < filter_norms(f)[~zero].min()
+
+    fresh = small_cnn()
+    fresh.load_weights(tmp_path / "mid_admm.keras")  # a plain model file: no ADMM variables inside
+    assert len(fresh.weights) == len(keras.models.load_model(tmp_path / "mid_admm.keras", compile=False).weights)
+    admm.finalize()
+    assert not any("admm" in v.path for v in model.variables)  # detached with the penalty
+
+
 def test_masks_can_be_lifted():
     model = small_cnn()
     mask = np.zeros((3, 3, 1, 8), "float32")

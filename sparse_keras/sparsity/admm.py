@@ -16,8 +16,9 @@ each mu, ADMM iterations of ``path.epochs(i)`` epochs until the residuals fall b
 ``path.max_iterations(i)`` is reached, then ``W := F``, masked fine-tuning for ``path.epochs(i)`` epochs,
 a row of :attr:`ADMM.history`, and on to the next mu with F and Gamma carried over (masks lifted).
 
-State changed outside gradients (F, Gamma) lives in variables the model does not track; on JAX a traced
-step freezes such values, so every change retraces the step (on TensorFlow the step reads them live).
+F and Gamma change outside gradients, so they live in a :class:`~sparse_keras.sparsity.state.TrainingState`
+sublayer of each sparsified layer while the W-step penalty is on: compiled steps receive them as model
+state and read them live on every backend (no retrace per update), and ``.keras`` files stay plain models.
 """
 
 import json
@@ -30,7 +31,7 @@ from keras import ops
 from sparse_keras import io
 from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups, proximal
-from sparse_keras.sparsity import kernels, masking, tracing
+from sparse_keras.sparsity import kernels, masking, state, tracing
 from sparse_keras.sparsity.schedules import MuPath
 
 PENALTIES = ("l1", "l0")
@@ -72,14 +73,27 @@ class _Target:
         self.axes = block_axes(block, len(self.canonical_shape))
         # A host copy: on JAX, fit donates the model's buffers, which would delete a shared array.
         value = np.array(ops.convert_to_numpy(slot.variable), dtype="float32")
-        self.f = keras.Variable(value, trainable=False, name="admm_f")
-        self.gamma = keras.Variable(np.zeros_like(value), trainable=False, name="admm_gamma")
+        self.state = state.TrainingState(name=f"admm_{slot.weight_attr}")
+        with keras.name_scope(slot.layer.name):  # paths like "conv1/admm_kernel/f", unique per kernel
+            self.f = self.state.add_state("f", value)
+            self.gamma = self.state.add_state("gamma", np.zeros_like(value))
+        self.state.built = True
         self.original_regularizer = slot.variable.regularizer
         self.block_size = int(np.prod([self.canonical_shape[a] for a in self.axes])) if self.axes else 1
 
     @property
     def path(self):
         return self.slot.path
+
+    @property
+    def state_attr(self):
+        return f"_sparse_keras_admm_{self.slot.weight_attr}"
+
+    def track(self):
+        state.attach(self.slot.layer, self.state_attr, self.state)
+
+    def untrack(self):
+        state.detach(self.slot.layer, self.state_attr)
 
     def canonical(self, x):
         return ops.reshape(x, self.canonical_shape)
@@ -176,6 +190,7 @@ class ADMM(keras.callbacks.Callback):
 
     def _add_penalty(self):
         for t in self.targets:
+            t.track()
             term = ADMMPenalty(self.rho, t.f, t.gamma)
             existing = t.original_regularizer
             t.slot.variable.regularizer = term if existing is None else regularizers_lib.SumOfRegularizers([existing, term])
@@ -183,6 +198,7 @@ class ADMM(keras.callbacks.Callback):
 
     def _remove_penalty(self):
         for t in self.targets:
+            t.untrack()
             t.slot.variable.regularizer = t.original_regularizer
         tracing.retrace(self.model)
 
@@ -232,8 +248,6 @@ class ADMM(keras.callbacks.Callback):
             n += int(np.prod(t.slot.shape))
             t.f.assign(f_new)
             t.gamma.assign(gamma)
-        if keras.backend.backend() == "jax":
-            tracing.retrace(self.model)  # the traced step holds F and Gamma as constants there
         primal, dual = math.sqrt(primal), math.sqrt(dual)
         if self.stopping == "paper":
             converged = primal <= self.epsilon and dual <= self.epsilon
