@@ -10,7 +10,9 @@ Method: two copies of the same model (``--model``, default the paper's ``admm_cn
 weights and data (in memory). One trains with ``ADMM("l0", mu, rho=100)`` doing its F-step and dual update
 at the end of every epoch (``update_every=1``, the most frequent the paper does), the other without.
 Both are warmed up (one epoch each: tracing, attaching), then ``--rounds`` interleaved rounds of one
-``fit`` epoch each, swapping the order every round; the ratio is the median of the per-round ratios.
+``fit`` epoch each, swapping the order every round. The verdict uses the ratio of the fastest epochs
+(the least disturbed by other processes on a shared machine); the median of per-round ratios is printed
+beside it.
 What the ratio contains: the W-step penalty in every step and the F-step and dual update per epoch. No
 retrace: F and Gamma are model state (a TrainingState sublayer), so the compiled step reads them live.
 No TensorFlow import: the GPU machine has JAX only.
@@ -87,7 +89,8 @@ def run(args):
         "batch_size": args.batch_size,
         "plain_s": statistics.median(plain_s),
         "admm_s": statistics.median(admm_s),
-        "ratio": statistics.median(ratios),
+        "ratio": min(admm_s) / min(plain_s),
+        "median_round_ratio": statistics.median(ratios),
         "ratios": ratios,
         "sparsity": admm.sparsity()["sparsity"],
     }
@@ -100,8 +103,9 @@ def main(argv=None):
     print(f"ADMM overhead: {result['model']} on {result['backend']} ({result['device']}), "
           f"{result['examples']} examples/epoch, batch {result['batch_size']}")
     print(f"  epoch without ADMM {result['plain_s']:.2f} s, with ADMM {result['admm_s']:.2f} s")
-    print(f"  ratio (median of {len(result['ratios'])} rounds) {result['ratio']:.3f}, "
-          f"rounds {', '.join(f'{r:.3f}' for r in result['ratios'])}; target <= {TARGET}: {verdict}")
+    print(f"  ratio of the fastest epochs {result['ratio']:.3f} (median of {len(result['ratios'])} round ratios "
+          f"{result['median_round_ratio']:.3f}: {', '.join(f'{r:.3f}' for r in result['ratios'])}); "
+          f"target <= {TARGET}: {verdict}")
     return result
 
 

@@ -8,6 +8,9 @@
     config.epochs     training epochs
     config.method     name (none|ssr|admm|lrsd|lst|csc) plus that method's own keys
     config.mixed_precision  None, "mixed_bfloat16" or "mixed_float16"
+    config.strategy   auto (MirroredStrategy over local devices; MultiWorker when TF_CONFIG names several
+                      workers) | mirrored | multi_worker | default
+    config.checkpoint_every_steps, config.progress, config.log_every_steps, config.deterministic
 
 Learning-rate boundaries are in epochs so one config scales from a smoke run to the paper's; the paper's
 iteration counts are converted in the config itself (e.g. 32K iterations at batch 128 on 50K images = 81.92 epochs).
@@ -61,6 +64,11 @@ def experiment(
     config.epochs = epochs
     config.method = ml_collections.ConfigDict({"name": method, **dict(method_kwargs or {})})
     config.mixed_precision = ml_collections.FieldReference(None, field_type=str)
+    config.strategy = "auto"
+    config.checkpoint_every_steps = ml_collections.FieldReference(500, field_type=int)  # plus every epoch end
+    config.progress = True
+    config.log_every_steps = 100
+    config.deterministic = False  # tf.config.experimental.enable_op_determinism()
     return config
 
 

@@ -15,6 +15,7 @@ from sparse_keras.regularizers import KernelGroupLasso
 from sparse_keras.regularizers import NestedHalfRing
 from sparse_keras.regularizers import NestedRing
 from sparse_keras.sparsity.attach import regularize
+from sparse_keras.sparsity.attach import unregularize
 
 __version__ = "0.1.0"
 
@@ -31,4 +32,5 @@ __all__ = [
     "prune",
     "regularize",
     "regularizers",
+    "unregularize",
 ]

@@ -16,7 +16,7 @@ from keras import ops
 from sparse_keras import io
 from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups
-from sparse_keras.sparsity import graph, kernels, structure
+from sparse_keras.sparsity import graph, kernels, state, structure
 
 
 def kernel_sizes(kernel, tau, scheme="half_ring"):
@@ -168,10 +168,16 @@ def report(model, tau=1e-3, scheme=None, path=None):
             rows[slot.path], _ = _layer_report(slot, None, tau, scheme)
         layers.append(rows[slot.path])
     removed = sum(r.base_params - r.params for r in layers)
-    result = ArchitectureReport(model.name, tau, layers, model.count_params(), model.count_params() - removed)
+    total = count_params(model)
+    result = ArchitectureReport(model.name, tau, layers, total, total - removed)
     if path is not None:
         result.save(path)
     return result
+
+
+def count_params(model):
+    """Parameters of ``model`` (trainable or not), without procedure state such as ADMM's F and Gamma."""
+    return int(sum(np.prod(v.shape) for v in model.weights if not state.is_training_state(v)))
 
 
 def _nested_scheme(slot, scheme, shape):

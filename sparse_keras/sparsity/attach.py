@@ -44,6 +44,22 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
     return model
 
 
+def unregularize(model, kinds=None):
+    """Removes sparse_keras group lassos from every kernel of ``model`` (e.g. before fine-tuning).
+
+    ``kinds``: group-lasso classes to remove, ``None`` for all of them. Other regularizers (weight decay)
+    stay. Returns ``model``.
+    """
+    kinds = tuple(kinds) if kinds is not None else (regularizers_lib.GroupLasso,)
+    for slot in kernels.model_kernel_slots(model):
+        terms = _terms(slot.variable.regularizer)
+        kept = [t for t in terms if not isinstance(t, kinds)]
+        if len(kept) != len(terms):
+            _attach(slot, None if not kept else kept[0] if len(kept) == 1 else regularizers_lib.SumOfRegularizers(kept))
+    tracing.retrace(model)
+    return model
+
+
 def _fit_to_slot(regularizer, slot, explicit):
     """``regularizer`` adapted to the slot's layout, without the group lassos that cannot group it."""
     if isinstance(regularizer, regularizers_lib.SumOfRegularizers):

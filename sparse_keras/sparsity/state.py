@@ -14,8 +14,18 @@ a fresh model. Attaching to a built layer follows Keras' own ``enable_lora``: un
 set the attribute, lock again.
 """
 
+import weakref
+
 import keras
 import numpy as np
+
+# Variables created by TrainingState.add_state, by id: checkpointers leave them to their procedures.
+_STATE_VARIABLES = weakref.WeakValueDictionary()
+
+
+def is_training_state(variable):
+    """Whether ``variable`` belongs to a :class:`TrainingState` (procedure state, not the model's own)."""
+    return _STATE_VARIABLES.get(id(variable)) is variable
 
 
 class TrainingState(keras.layers.Layer):
@@ -31,6 +41,7 @@ class TrainingState(keras.layers.Layer):
             shape=value.shape, initializer=keras.initializers.Constant(0.0), trainable=False, name=name
         )
         variable.assign(value)
+        _STATE_VARIABLES[id(variable)] = variable
         return variable
 
     def save_own_variables(self, store):

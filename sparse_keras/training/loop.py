@@ -101,8 +101,12 @@ def train(
     steps_per_epoch=None,
     hooks=(),
     log_every_steps=None,
+    initial_epoch=0,
+    initial_batch=0,
+    progress=False,
+    summary_writer=None,
 ):
-    """Trains ``model`` on ``dataset`` under ``strategy``; returns the mean loss of every epoch.
+    """Trains ``model`` on ``dataset`` under ``strategy``; returns the mean loss of every epoch run.
 
     Args:
       model: a built Keras model whose variables were created inside ``strategy.scope()``.
@@ -110,15 +114,21 @@ def train(
         was created under and updates the variables through it).
       loss_fn: ``loss_fn(y_true, y_pred)`` returning one loss per example, e.g. a Keras loss built with
         ``reduction=None`` or ``keras.losses.sparse_categorical_crossentropy``.
-      dataset: a ``tf.data.Dataset`` of global batches ``(x, y)`` or ``(x, y, sample_weight)``; the
-        strategy splits each batch among the replicas.
+      dataset: a ``tf.data.Dataset`` of global batches ``(x, y)`` or ``(x, y, sample_weight)``, or a
+        function ``epoch -> Dataset`` giving each epoch its own deterministic pass (what makes a resumed run
+        see the batches an uninterrupted one would); the strategy splits each batch among the replicas.
       strategy: the ``tf.distribute.Strategy`` (see :mod:`sparse_keras.training.distribute`).
-      epochs: number of epochs.
-      steps_per_epoch: ``None`` for one pass over ``dataset`` per epoch; otherwise this many batches per
+      epochs: train until this many epochs are done (counting from 0, like ``model.fit``).
+      steps_per_epoch: ``None`` for one pass over the epoch's dataset; otherwise this many batches per
         epoch from one iterator kept across epochs (so ``dataset`` should ``repeat()``).
       hooks: :class:`Hook` objects (Keras callbacks, an ADMM callback) or functions ``fn(epoch, logs)``,
-        called in this order at the end of every epoch.
-      log_every_steps: log the step's loss every this many steps; ``None`` for epochs only.
+        called in this order at the end of every epoch (and, where they define it, after every step:
+        ``on_train_batch_end(step, {"loss", "epoch", "batch"})``).
+      log_every_steps: log (and with ``summary_writer`` write) the step's loss every this many steps.
+      initial_epoch, initial_batch: where a resumed run starts: epoch ``initial_epoch`` after skipping its
+        first ``initial_batch`` batches (needs ``dataset`` to be a function of the epoch for an exact resume).
+      progress: a progress bar with ETA per epoch on the console.
+      summary_writer: a ``tf.summary`` writer for step losses and epoch logs (TensorBoard).
 
     Raises:
       FloatingPointError: a step's loss is not finite (the step and the loss are named).
@@ -127,6 +137,8 @@ def train(
         raise ValueError(f"epochs must be a non-negative integer, got epochs={epochs!r}")
     if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
         raise ValueError(f"steps_per_epoch must be None or a positive integer, got steps_per_epoch={steps_per_epoch!r}")
+    if initial_batch and not callable(dataset):
+        raise ValueError("initial_batch needs dataset to be a function epoch -> Dataset (a deterministic pass)")
     hooks = [as_hook(h) for h in hooks]
     _check_created_in_scope(model, optimizer, strategy)
     _warn_about_unsynchronized_batch_norm(model, strategy)
@@ -137,18 +149,25 @@ def train(
         _notify(hooks, "set_model", model)
         _notify(hooks, "on_train_begin", {})
 
-    distributed = strategy.experimental_distribute_dataset(dataset)
-    iterator = iter(distributed) if steps_per_epoch else None
+    epoch_data = _EpochData(dataset, strategy, steps_per_epoch, initial_epoch, initial_batch)
     step_fn, traced_with = make_train_step(model, optimizer, loss_fn, strategy), _captured_state(model)
     model.stop_training = False
-    epoch_losses, step = [], 0
-    for epoch in range(epochs):
-        batches = _epoch_batches(distributed, iterator, steps_per_epoch, epoch)
-        mean_loss, step = _run_epoch(step_fn, batches, epoch, step, log_every_steps)
+    epoch_losses = []
+    step = int(keras.ops.convert_to_numpy(optimizer.iterations))  # global step: counts resumed runs too
+    for epoch in range(initial_epoch, epochs):
+        first_batch = initial_batch if epoch == initial_epoch else 0
+        batches = epoch_data.batches(epoch)
+        bar = keras.utils.Progbar(epoch_data.length(epoch), unit_name="step") if progress else None
+        if bar is not None:
+            print(f"Epoch {epoch + 1}/{epochs}")
+        mean_loss, step = _run_epoch(
+            step_fn, batches, epoch, step, log_every_steps, hooks, first_batch, bar, summary_writer
+        )
         logs = {"loss": mean_loss}
         _notify(hooks, "on_epoch_end", epoch, logs)
         epoch_losses.append(mean_loss)
         logging.info("epoch %d: %s", epoch, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
+        _write_scalars(summary_writer, {f"epoch/{k}": v for k, v in logs.items()}, step)
         if getattr(model, "stop_training", False):
             break
         if not _same_state(traced_with, _captured_state(model)):
@@ -159,9 +178,66 @@ def train(
     return epoch_losses
 
 
-def _run_epoch(step_fn, batches, epoch, step, log_every_steps):
+class _EpochData:
+    """The distributed batches of each epoch: a fixed dataset, one iterator across epochs, or a
+    deterministic pass per epoch (``dataset(epoch)``), the first one skipping already-done batches."""
+
+    def __init__(self, dataset, strategy, steps_per_epoch, initial_epoch, initial_batch):
+        self.dataset, self.strategy, self.steps_per_epoch = dataset, strategy, steps_per_epoch
+        self.initial_epoch, self.initial_batch = initial_epoch, initial_batch
+        self.iterator = None
+        if not callable(dataset):
+            self.distributed = strategy.experimental_distribute_dataset(dataset)
+            self.iterator = iter(self.distributed) if steps_per_epoch else None
+
+    def length(self, epoch):
+        if self.steps_per_epoch:
+            return self.steps_per_epoch
+        dataset = self.dataset(epoch) if callable(self.dataset) else self.dataset
+        n = int(dataset.cardinality().numpy())
+        return n if n >= 0 else None  # unknown or infinite: the bar counts without a target
+
+    def batches(self, epoch):
+        if callable(self.dataset):
+            dataset = self.dataset(epoch)
+            skip = self.initial_batch if epoch == self.initial_epoch else 0
+            distributed = self.strategy.experimental_distribute_dataset(dataset.skip(skip) if skip else dataset)
+            if self.steps_per_epoch is None:
+                return iter(distributed)
+            return _take(iter(distributed), self.steps_per_epoch - skip, epoch)
+        if self.steps_per_epoch is None:
+            return iter(self.distributed)
+        return _take(self.iterator, self.steps_per_epoch, epoch)
+
+
+def _take(iterator, count, epoch):
+    for i in range(count):
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            raise ValueError(
+                f"The dataset ran out after {i} steps of epoch {epoch} with steps_per_epoch={count}; "
+                "repeat() it or pass steps_per_epoch=None"
+            ) from None
+        yield batch
+
+
+def _write_scalars(writer, scalars, step):
+    if writer is None:
+        return
+    with writer.as_default():
+        for name, value in scalars.items():
+            if isinstance(value, (int, float)):
+                tf.summary.scalar(name, value, step=step)
+    writer.flush()
+
+
+def _run_epoch(step_fn, batches, epoch, step, log_every_steps, hooks=(), first_batch=0, bar=None, writer=None):
     """Runs the steps of one epoch after global step ``step``; returns the mean loss and the last step."""
     total, count = 0.0, 0
+    batch_hooks = [h for h in hooks if callable(getattr(h, "on_train_batch_end", None))]
+    if bar is not None and first_batch:
+        bar.update(first_batch)
     for batch in batches:
         step += 1
         # Reading the loss each step costs one host sync and stops the run at the first bad step.
@@ -169,8 +245,13 @@ def _run_epoch(step_fn, batches, epoch, step, log_every_steps):
         if not math.isfinite(loss):
             raise FloatingPointError(f"Loss is {loss} at step {step} (epoch {epoch}); stopping the run")
         total, count = total + loss, count + 1
+        if bar is not None:
+            bar.update(first_batch + count, values=[("loss", loss)])
         if is_time(step, log_every_steps):
             logging.info("step %d: loss %.6g", step, loss)
+            _write_scalars(writer, {"step/loss": loss}, step)
+        for hook in batch_hooks:
+            hook.on_train_batch_end(step, {"loss": loss, "epoch": epoch, "batch": first_batch + count})
     if count == 0:
         raise ValueError(f"Epoch {epoch} had no batches: the dataset is empty")
     return total / count, step
@@ -198,7 +279,9 @@ def make_train_step(model, optimizer, loss_fn, strategy):
                 # Every replica computes the same penalty on the same weights: count it once in total.
                 penalty = tf.add_n([tf.cast(term, tf.float32) for term in penalties])
                 loss += tf.nn.scale_regularization_loss(penalty)
-        gradients = tape.gradient(loss, model.trainable_variables)
+            # Loss scaling for float16 mixed precision (a LossScaleOptimizer unscales in apply; others: identity).
+            scaled = optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(gradients, model.trainable_variables)
         return loss
 
@@ -208,21 +291,6 @@ def make_train_step(model, optimizer, loss_fn, strategy):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     return train_step
-
-
-def _epoch_batches(distributed, iterator, steps_per_epoch, epoch):
-    if steps_per_epoch is None:
-        yield from distributed
-        return
-    for i in range(steps_per_epoch):
-        try:
-            batch = next(iterator)
-        except StopIteration:
-            raise ValueError(
-                f"The dataset ran out after {i} steps of epoch {epoch} with steps_per_epoch={steps_per_epoch}; "
-                "repeat() it or pass steps_per_epoch=None"
-            ) from None
-        yield batch
 
 
 def _captured_state(model):

@@ -1,0 +1,144 @@
+"""Checkpoints a killed run resumes from exactly (TensorFlow only).
+
+One checkpoint holds everything a training run's future depends on:
+
+* the model's variables (weights, BatchNorm statistics, dropout seed states) and the optimizer's
+  (iterations, momenta), by ``tf.train.CheckpointManager``, whose index file is replaced atomically
+  after the data files are complete, so a kill at any moment leaves the previous checkpoint current;
+* the position: stage of the run, epoch, batches done in that epoch (with a data pipeline that is a
+  function of the epoch, that is enough to replay the exact batches that follow);
+* state changed outside gradients: sparsity masks (:mod:`~sparse_keras.sparsity.masking`) and the state of
+  procedures such as ADMM (anything with ``get_state() -> (arrays, meta)`` / ``set_state(arrays, meta)``),
+  in a ``state-<n>.npz`` sidecar written (atomically) before checkpoint ``n`` itself, so the checkpoint the
+  index names always has its sidecar.
+
+Procedure state held in :class:`~sparse_keras.sparsity.state.TrainingState` sublayers is not part of the
+model's variables here: the procedure saves it itself, attached or not.
+"""
+
+import json
+import os
+import re
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from sparse_keras import io
+from sparse_keras.sparsity import masking
+from sparse_keras.sparsity import state as state_lib
+
+
+def _model_variables(model):
+    """``{unique key: tf variable}`` for the model's own state, procedure state left out."""
+    out = {}
+    for variable in model.variables:
+        if state_lib.is_training_state(variable):
+            continue
+        key = variable.path
+        while key in out:  # paths are unique in well-formed models; never let a clash overwrite silently
+            key += "_"
+        out[key] = getattr(variable, "value", variable)
+    return out
+
+
+def _number(checkpoint_path):
+    return int(re.search(r"-(\d+)$", checkpoint_path).group(1))
+
+
+class Checkpointer:
+    """Saves and restores a run: model, optimizer, position, masks and procedure states.
+
+    Args:
+      directory: where checkpoints go (created).
+      model, optimizer: built (the optimizer is built here if it is not), inside the strategy's scope
+        under ``tf.distribute``.
+      procedures: ``{name: object with get_state/set_state}`` saved with every checkpoint.
+      max_to_keep: checkpoints kept on disk.
+    """
+
+    def __init__(self, directory, model, optimizer, procedures=None, max_to_keep=3):
+        self.directory = directory
+        os.makedirs(directory, exist_ok=True)
+        self.model, self.optimizer = model, optimizer
+        self.procedures = dict(procedures or {})
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+        self._position = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False, name="position")
+        self._checkpoint = tf.train.Checkpoint(
+            model=_model_variables(model),
+            optimizer={str(i): getattr(v, "value", v) for i, v in enumerate(optimizer.variables)},
+            position=self._position,
+        )
+        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=max_to_keep)
+
+    @property
+    def latest(self):
+        return self._manager.latest_checkpoint
+
+    def saved_position(self):
+        """``(stage, epoch, batch)`` of the latest checkpoint without restoring it; ``None`` if there is none.
+
+        A run reads it first to set up the stage it resumes in (attach procedures), then :meth:`restore`.
+        """
+        latest = self._manager.latest_checkpoint
+        if latest is None:
+            return None
+        return tuple(int(x) for x in tf.train.load_variable(latest, "position/.ATTRIBUTES/VARIABLE_VALUE"))
+
+    def save(self, stage, epoch, batch):
+        """Writes a checkpoint at ``(stage, epoch, batches done in epoch)``; returns its path."""
+        latest = self._manager.latest_checkpoint
+        number = _number(latest) + 1 if latest else 1
+        arrays, meta = {}, {"procedures": {}}
+        for path, mask in masking.current_masks(self.model).items():
+            arrays[f"mask:{path}"] = np.asarray(mask)
+        for name, procedure in self.procedures.items():
+            if getattr(procedure, "attached", True):
+                p_arrays, p_meta = procedure.get_state()
+                arrays.update({f"{name}:{k}": v for k, v in p_arrays.items()})
+                meta["procedures"][name] = p_meta
+        sidecar = self._sidecar(number)
+        with io.atomic_path(sidecar) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
+        self._position.assign([stage, epoch, batch])
+        path = self._manager.save(checkpoint_number=number)
+        self._remove_stale_sidecars()
+        return path
+
+    def restore(self):
+        """Restores the latest checkpoint; returns ``(stage, epoch, batch)``, or ``None`` when there is none.
+
+        Procedures must be attached to the model (``attach``) before; masks and their states come back.
+        """
+        latest = self._manager.latest_checkpoint
+        if latest is None:
+            return None
+        self._checkpoint.restore(latest).assert_existing_objects_matched()
+        number = _number(latest)
+        with np.load(self._sidecar(number), allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        masking.remove_masks(self.model)
+        masks = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("mask:")}
+        if masks:
+            masking.install_masks(self.model, masks)
+        for name, p_meta in meta["procedures"].items():
+            if name not in self.procedures:
+                raise ValueError(f"Checkpoint {latest} holds state of procedure {name!r}, which this run lacks")
+            prefix = f"{name}:"
+            self.procedures[name].set_state(
+                {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}, p_meta
+            )
+        return tuple(int(x) for x in keras.ops.convert_to_numpy(self._position))
+
+    def _sidecar(self, number):
+        return os.path.join(self.directory, f"state-{number}.npz")
+
+    def _remove_stale_sidecars(self):
+        kept = {_number(p) for p in self._manager.checkpoints}
+        for name in os.listdir(self.directory):
+            match = re.fullmatch(r"state-(\d+)\.npz", name)
+            if match and int(match.group(1)) not in kept:
+                os.remove(os.path.join(self.directory, name))

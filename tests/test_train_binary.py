@@ -1,0 +1,134 @@
+"""`python -m train.train`: every method from a config, kill-and-resume, bad configs, export round trip."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.tf_only, pytest.mark.slow]
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMOKE = os.path.join(REPO, "configs", "smoke", "fashion_mnist.py")
+
+
+def command(method, workdir, *overrides):
+    return [sys.executable, "-m", "train.train", f"--config={SMOKE}:{method}", f"--workdir={workdir}", *overrides]
+
+
+def run_binary(method, workdir, *overrides):
+    result = subprocess.run(command(method, workdir, *overrides), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def weights(workdir):
+    import keras
+
+    return keras.saving.load_model(os.path.join(workdir, "model.keras"), compile=False).get_weights()
+
+
+@pytest.fixture(scope="module")
+def admm_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("admm_uninterrupted"))
+    run_binary("admm", workdir)
+    return workdir
+
+
+def test_sigkill_mid_training_then_rerun_equals_an_uninterrupted_run(admm_run, tmp_path):
+    workdir = str(tmp_path / "killed")
+    process = subprocess.Popen(command("admm", workdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Kill inside the ADMM stage, between checkpoints: the step checkpoints come every 3 steps of 8 per epoch.
+    deadline = time.time() + 300
+    while time.time() < deadline and not glob.glob(os.path.join(workdir, "checkpoints", "ckpt-5.index")):
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(workdir, "model.keras"))
+
+    resumed = run_binary("admm", workdir)
+    assert "Resuming" in resumed.stdout
+    for got, expected in zip(weights(workdir), weights(admm_run)):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_admm_run_prunes_reports_and_exports_a_servable_model(admm_run):
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    report = json.load(open(os.path.join(admm_run, "report.json")))
+    assert report["method"] == "admm" and 0 <= report["test_accuracy"] <= 1
+    assert report["macs"] < report["base_macs"]  # ADMM-l0 zeroed filters (mu 0.5, rho 10, no guard)
+    for name in ("report.md", "architecture.png", "architecture.md", "model.keras"):
+        assert os.path.getsize(os.path.join(admm_run, name)) > 0
+    assert glob.glob(os.path.join(admm_run, "tensorboard", "events.out.tfevents.*"))
+
+    x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
+    model = keras.saving.load_model(os.path.join(admm_run, "model.keras"), compile=False)
+    loaded = tf.saved_model.load(os.path.join(admm_run, "saved_model"))  # keep it: serve() uses its variables
+    served = loaded.serve(tf.constant(x))
+    np.testing.assert_allclose(np.asarray(served), keras.ops.convert_to_numpy(model(x)), rtol=1e-5, atol=1e-5)
+    assert not [p for p in os.listdir(admm_run) if p.startswith(".tmp")]
+
+
+@pytest.mark.parametrize("method", ["none", "ssr"])
+def test_every_method_runs_from_its_config(method, tmp_path):
+    run_binary(method, str(tmp_path), "--config.checkpoint_every_steps=100")
+    assert os.path.exists(tmp_path / "saved_model" / "saved_model.pb")
+
+
+def test_bfloat16_mixed_precision_is_one_switch(tmp_path):
+    run_binary("none", str(tmp_path), "--config.mixed_precision=mixed_bfloat16", "--config.data.train_examples=128")
+    import json
+
+    assert json.load(open(tmp_path / "report.json"))["mixed_precision"] == "mixed_bfloat16"
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["--config.model.name=resnet9000"], "config.model.name='resnet9000'"),
+        (["--config.method.mu=-1.0"], "config.method.mu must be a number > 0, got -1.0"),
+        (["--config.data.name=imagenet_fake"], "name='imagenet_fake'"),
+        (["--config.optimizer.learning_rate=0.0"], "config.optimizer.learning_rate must be a positive number"),
+        (["--config.mixed_precision=float8"], "config.mixed_precision must be one of"),
+        (["--config.data.name=cifar10", "--config.data.data_dir=/nonexistent/tfds"], "is not prepared in"),
+    ],
+)
+def test_bad_configs_fail_before_anything_is_written(overrides, message, tmp_path):
+    from ml_collections import config_flags  # noqa: F401 (the binary's dependency, present)
+
+    from configs.smoke import fashion_mnist
+    from train import train
+
+    config = fashion_mnist.get_config("admm")
+    for override in overrides:
+        key, value = override[len("--config."):].split("=", 1)
+        node = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        current = node[leaf]
+        node[leaf] = type(current)(value) if current is not None else value
+    workdir = tmp_path / "never"
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train.run(config, str(workdir))
+    assert not workdir.exists()
+
+
+def test_unwritable_workdir_is_named(tmp_path):
+    from configs.smoke import fashion_mnist
+    from train import train
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="is not a writable directory"):
+        train.run(fashion_mnist.get_config("none"), str(blocker / "workdir"))

@@ -1,0 +1,147 @@
+"""What each sparsity method does to a run, as a list of stages the generic binary executes in order.
+
+A stage trains for some epochs with its own hooks and penalties, then makes a transition (ADMM's
+``finalize``, thresholding and masks) before the next stage. The binary checkpoints the stage index, so a
+resumed run re-enters its stage with :meth:`Stage.enter` (idempotent) and then restores the state saved.
+
+Methods (``config.method.name``) and their keys:
+
+* ``none``: ``epochs`` of plain training (LST-Net, SDNet, the LRSD models without pruning and the dense
+  baselines are methods of the *model*; their builder's kwargs are in ``config.model.kwargs``).
+* ``ssr`` (seed 004): ``kernel_strength`` (Omega_1), ``size_strength`` (Omega_2), ``size_scheme``
+  (``half_ring`` | ``ring``), ``tau``, ``finetune_epochs``: train with the regularizers, threshold at tau
+  (masks), fine-tune without them.
+* ``admm`` (seed 002): ``penalty`` (l0 | l1), ``mu``, ``rho``, ``block``, ``guard``, ``admm_epochs``,
+  ``update_every``, ``finetune_epochs``: ``epochs`` dense, then ADMM W/F/dual steps, ``finalize`` (masks),
+  masked fine-tuning.
+* ``lrsd`` (seed 003): ``alpha``, ``finetune_epochs``: train the LRSD model (``model.kwargs.lrsd=True``),
+  prune S at energy ratio alpha (masks), fine-tune.
+"""
+
+import dataclasses
+from typing import Callable
+
+METHODS = ("none", "ssr", "admm", "lrsd")
+
+
+@dataclasses.dataclass
+class Stage:
+    name: str
+    epochs: int
+    enter: Callable = lambda: None  # sets the stage's penalties up (again, after a resume)
+    leave: Callable = lambda: None  # the transition to the next stage
+    hooks: list = dataclasses.field(default_factory=list)
+    procedures: dict = dataclasses.field(default_factory=dict)  # checkpointed state (get/set_state)
+
+
+def _number(config, key, minimum=0.0, strict=False):
+    value = config.method.get(key)
+    ok = isinstance(value, (int, float)) and value == value and (value > minimum if strict else value >= minimum)
+    if not ok:
+        relation = ">" if strict else ">="
+        raise ValueError(f"config.method.{key} must be a number {relation} {minimum:g}, got {value!r}")
+    return value
+
+
+def _count(config, key):
+    value = config.method.get(key)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"config.method.{key} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def check(config):
+    """Validates ``config.method`` (name and keys) without building anything."""
+    name = config.method.get("name")
+    if name not in METHODS:
+        raise ValueError(f"config.method.name must be one of {METHODS}, got {name!r}")
+    if name == "ssr":
+        _number(config, "kernel_strength")
+        _number(config, "size_strength")
+        _number(config, "tau")
+        _count(config, "finetune_epochs")
+        if config.method.get("size_scheme") not in ("half_ring", "ring"):
+            raise ValueError(
+                f"config.method.size_scheme must be 'half_ring' or 'ring', got {config.method.get('size_scheme')!r}"
+            )
+    elif name == "admm":
+        from sparse_keras.sparsity.admm import ADMM
+
+        for key in ("mu", "rho"):
+            _number(config, key, strict=True)
+        for key in ("admm_epochs", "finetune_epochs"):
+            _count(config, key)
+        if _count(config, "update_every") < 1:
+            raise ValueError(f"config.method.update_every must be >= 1, got {config.method.update_every!r}")
+        ADMM(config.method.penalty, mu=config.method.mu, rho=config.method.rho, block=config.method.block,
+             guard=config.method.guard)  # penalty/block/guard errors name the value
+    elif name == "lrsd":
+        alpha = _number(config, "alpha", strict=True)
+        if alpha > 1:
+            raise ValueError(f"config.method.alpha must be in (0, 1], got {alpha!r}")
+        _count(config, "finetune_epochs")
+        if not config.model.kwargs.get("lrsd", False):
+            raise ValueError("config.method.name='lrsd' needs config.model.kwargs.lrsd=True (an LRSD model)")
+
+
+def plan(config, model):
+    """The stages of ``config``'s method on ``model`` (built, inside the strategy scope)."""
+    name = config.method.name
+    train = Stage("train", config.epochs)
+    if name == "none":
+        return [train]
+    if name == "ssr":
+        return _ssr(config, model, train)
+    if name == "admm":
+        return _admm(config, model, train)
+    return _lrsd(config, model, train)
+
+
+def _ssr(config, model, train):
+    from sparse_keras import prune, regularizers
+    from sparse_keras.sparsity import attach, masking
+
+    m = config.method
+    penalties = []
+    if m.kernel_strength > 0:
+        penalties.append(regularizers.KernelGroupLasso(m.kernel_strength))
+    if m.size_strength > 0:
+        size = regularizers.NestedHalfRing if m.size_scheme == "half_ring" else regularizers.NestedRing
+        penalties.append(size(m.size_strength))
+
+    def enter():
+        for penalty in penalties:
+            attach.regularize(model, penalty)
+
+    def leave():
+        attach.unregularize(model, [type(p) for p in penalties])
+        masks = prune.threshold(model, m.tau, scheme=m.size_scheme if m.size_strength > 0 else None)
+        masking.install_masks(model, masks)
+
+    train.enter, train.leave = enter, leave
+    return [train, Stage("finetune", m.finetune_epochs)]
+
+
+def _admm(config, model, dense):
+    from sparse_keras.models import admm_paper
+    from sparse_keras.sparsity.admm import ADMM
+
+    m = config.method
+    admm = ADMM(m.penalty, mu=m.mu, rho=m.rho, block=m.block, guard=m.guard, update_every=m.update_every,
+                layers=admm_paper.SPARSIFIED.get(config.model.name))
+    sparsify = Stage("admm", m.admm_epochs, enter=lambda: admm.attach(model), leave=admm.finalize, hooks=[admm],
+                     procedures={"admm": admm})
+    return [dense, sparsify, Stage("finetune", m.finetune_epochs)]
+
+
+def _lrsd(config, model, train):
+    from sparse_keras import prune
+    from sparse_keras.sparsity import masking
+
+    def leave():
+        masks = prune.prune_lrsd(model, alpha=config.method.alpha)
+        if masks:  # prune_lrsd installs them itself in the current API; be explicit either way
+            masking.install_masks(model, masks)
+
+    train.leave = leave
+    return [train, Stage("finetune", config.method.finetune_epochs)]

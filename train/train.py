@@ -1,0 +1,284 @@
+r"""The generic training binary: any registered model, any sparsity method, under tf.distribute.
+
+  python -m train.train --config=configs/<method>/<experiment>.py --workdir=runs/x \
+      [--config.epochs=2 --config.data.train_examples=2048 --config.mixed_precision=mixed_bfloat16 ...]
+
+The config (schema in ``configs/common.py``) names the model, data, optimizer and schedule, and the method
+(``train/stages.py``). The run, under ``MirroredStrategy`` over the local devices (``MultiWorkerMirrored``
+when ``TF_CONFIG`` names several workers; ``config.strategy`` overrides), executes the method's stages with
+the shared custom loop (:mod:`sparse_keras.training.loop`), checkpointing every
+``config.checkpoint_every_steps`` steps and at every epoch end. Rerunning the same command after a crash
+or a kill resumes from the last checkpoint exactly: weights, optimizer, step, data position, masks and
+ADMM state.
+
+Writes to ``workdir``: ``checkpoints/``, ``tensorboard/`` (loss, learning rate, accuracy, per-layer
+width and zero-filter fraction), ``report.{md,json}`` (accuracy, params, multiply-adds, per-layer
+table), ``architecture.png``, ``model.keras`` and ``saved_model/`` (``model.export``: loads with
+``tf.saved_model.load`` and serves ``serve``). Bad configs fail before anything is written.
+"""
+
+import json
+import os
+
+from train import common
+from train import stages as stages_lib
+
+POLICIES = (None, "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "mirrored", "multi_worker", "default")
+
+
+def _positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_config(config):
+    """Every check that needs no data and no model: fails naming the bad key and value."""
+    from sparse_keras import models
+    from sparse_keras.data import catalog
+    from sparse_keras.training import optimizers
+
+    if config.model.name not in models.available():
+        raise ValueError(f"config.model.name={config.model.name!r} is not a registered model; known: {models.available()}")
+    catalog.spec(config.data.name)  # unknown dataset: names it and lists the known ones
+    if not _positive_int(config.data.batch_size):
+        raise ValueError(f"config.data.batch_size must be a positive integer, got {config.data.batch_size!r}")
+    if config.data.train_examples is not None and not _positive_int(config.data.train_examples):
+        raise ValueError(f"config.data.train_examples must be None or a positive integer, got {config.data.train_examples!r}")
+    if not isinstance(config.epochs, int) or config.epochs < 0:
+        raise ValueError(f"config.epochs must be a non-negative integer, got {config.epochs!r}")
+    if config.mixed_precision not in POLICIES:
+        raise ValueError(f"config.mixed_precision must be one of {POLICIES}, got {config.mixed_precision!r}")
+    if config.get("strategy", "auto") not in STRATEGIES:
+        raise ValueError(f"config.strategy must be one of {STRATEGIES}, got {config.get('strategy')!r}")
+    every = config.get("checkpoint_every_steps", None)
+    if every is not None and not _positive_int(every):
+        raise ValueError(f"config.checkpoint_every_steps must be None or a positive integer, got {every!r}")
+    optimizers.check(config.optimizer, config.schedule)
+    stages_lib.check(config)
+
+
+def check_data(config):
+    """The dataset is there (prepared, or Fashion-MNIST's offline files): else say where we looked."""
+    from sparse_keras.data import pipeline
+
+    builder = pipeline.dataset_builder(config.data.name, data_dir=config.data.data_dir)
+    if builder.is_prepared():
+        return
+    if config.data.name == "fashion_mnist" and type(builder).__name__ == "FashionMnistOffline":
+        return  # prepared from Debian's dataset-fashion-mnist files on first use
+    raise ValueError(
+        f"config.data.name={config.data.name!r} is not prepared in {builder.data_dir!r} and this machine may be "
+        f"offline. Prepare it once where the internet is reachable (python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.builder('{config.data.name}').download_and_prepare()\") and copy the directory, or set "
+        "config.data.data_dir to where it is."
+    )
+
+
+class _Checkpointing:
+    """Hook: a checkpoint every N steps and at each epoch end, at the run's position."""
+
+    def __init__(self, checkpointer, stage_index, every_steps):
+        self.checkpointer, self.stage_index, self.every = checkpointer, stage_index, every_steps
+
+    def on_train_batch_end(self, step, logs):
+        from sparse_keras.training import loop
+
+        if loop.is_time(step, self.every):
+            self.checkpointer.save(self.stage_index, logs["epoch"], logs["batch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.checkpointer.save(self.stage_index, epoch + 1, 0)
+
+
+class _Summaries:
+    """Hook: evaluation and TensorBoard scalars at each epoch end (accuracy, lr, per-layer structure)."""
+
+    def __init__(self, writer, model, optimizer, evaluate, stage, offset, tau):
+        self.writer, self.model, self.optimizer, self.evaluate = writer, model, optimizer, evaluate
+        self.stage, self.offset, self.tau = stage, offset, tau
+
+    def on_epoch_end(self, epoch, logs=None):
+        import tensorflow as tf
+
+        from sparse_keras import analysis
+        from sparse_keras.training import optimizers
+
+        accuracy, test_loss = self.evaluate()
+        logs.update(test_accuracy=accuracy, test_loss=test_loss)
+        report = analysis.report(self.model, tau=self.tau)
+        step = self.offset + epoch + 1
+        with self.writer.as_default():
+            tf.summary.scalar("train/loss", logs["loss"], step=step)
+            tf.summary.scalar("test/accuracy", accuracy, step=step)
+            tf.summary.scalar("test/loss", test_loss, step=step)
+            tf.summary.scalar("train/learning_rate", optimizers.current_learning_rate(self.optimizer), step=step)
+            tf.summary.scalar("model/macs", report.macs, step=step)
+            for row in report.layers:
+                tf.summary.scalar(f"width/{row.layer}", row.width, step=step)
+                tf.summary.scalar(f"zero_filter_fraction/{row.layer}", 1 - row.width / max(row.base_width, 1), step=step)
+                if row.sizes:
+                    mean = sum(s * n for s, n in row.sizes.items()) / max(sum(row.sizes.values()), 1)
+                    tf.summary.scalar(f"mean_kernel_size/{row.layer}", mean, step=step)
+        self.writer.flush()
+        print(f"  [{self.stage}] epoch {epoch + 1}: loss {logs['loss']:.4f}, test accuracy {accuracy:.4f}, "
+              f"multiply-adds {report.macs:,}/{report.base_macs:,}")
+
+
+def evaluate(model, dataset):
+    """``(accuracy, mean loss)`` of ``model`` in inference mode over ``dataset``."""
+    import keras
+    import numpy as np
+
+    correct = total = 0
+    loss_sum = 0.0
+    for x, y in dataset:
+        logits = keras.ops.convert_to_numpy(keras.ops.cast(model(x, training=False), "float32"))
+        labels = np.asarray(y)
+        correct += int((logits.argmax(-1) == labels).sum())
+        loss_sum += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
+        total += len(labels)
+    return correct / max(total, 1), loss_sum / max(total, 1)
+
+
+def export(model, workdir):
+    """``model.keras`` and ``saved_model/`` in ``workdir``, each appearing whole or not at all."""
+    import shutil
+    import tempfile
+
+    from sparse_keras import io
+
+    with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
+        model.save(tmp)
+    final = os.path.join(workdir, "saved_model")
+    staging = tempfile.mkdtemp(prefix=".tmp-saved_model-", dir=workdir)
+    try:
+        model.export(staging, format="tf_saved_model", verbose=False)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def run(config, workdir, strategy=None):
+    """The whole job; returns the report dict also written to ``workdir/report.json``."""
+    check_config(config)
+    check_data(config)
+    import keras
+    import tensorflow as tf
+
+    from sparse_keras import analysis, io, models
+    from sparse_keras import data as data_lib
+    from sparse_keras.training import checkpoint, distribute, loop, optimizers
+
+    common.prepare_workdir(workdir)
+    keras.utils.set_random_seed(config.seed)
+    if config.get("deterministic", False):
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(config.mixed_precision or "float32")
+    strategy = strategy or distribute.make_strategy(config.get("strategy", "auto"))
+
+    info = data_lib.dataset_info(config.data.name)
+    examples = config.data.train_examples or info.num_train_examples
+    split = "train" if config.data.train_examples is None else f"train[:{config.data.train_examples}]"
+    batch = config.data.batch_size
+    steps_per_epoch = examples // batch
+    if steps_per_epoch < 1:
+        raise ValueError(f"config.data.batch_size={batch} is larger than the {examples} training examples")
+    augment = None if config.data.augment else "none"
+
+    def train_data(epoch, stage_index=0):
+        # Each epoch its own seed: a resumed run replays exactly the batches an uninterrupted one sees.
+        seed = config.seed * 1_000_003 + stage_index * 10_007 + epoch
+        return data_lib.load(config.data.name, split, batch, train=True, seed=seed, augment=augment,
+                             data_dir=config.data.data_dir)
+
+    test = data_lib.load(config.data.name, "test", 500, train=False, data_dir=config.data.data_dir)
+    total_epochs = config.epochs + sum(config.method.get(k, 0) for k in ("admm_epochs", "finetune_epochs"))
+
+    with strategy.scope():
+        model = models.get(config.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
+                           **dict(config.model.kwargs))
+        optimizer = optimizers.make(config.optimizer, config.schedule, steps_per_epoch, total_epochs,
+                                    loss_scale=config.mixed_precision == "mixed_float16")
+        stages = stages_lib.plan(config, model)
+        checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), model, optimizer)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+    position = checkpointer.saved_position()
+    start_stage, start_epoch, start_batch = position or (0, 0, 0)
+    if position is not None:
+        print(f"Resuming {workdir}: stage {stages[start_stage].name if start_stage < len(stages) else 'done'}, "
+              f"epoch {start_epoch}, batch {start_batch}")
+    tau = config.method.get("tau", 0.0)
+    offset = 0
+    for index, stage in enumerate(stages):
+        if index < start_stage:
+            offset += stage.epochs
+            continue
+        with strategy.scope():
+            stage.enter()
+        checkpointer.procedures = stage.procedures
+        initial_epoch = initial_batch = 0
+        if position is not None and index == start_stage:
+            checkpointer.restore()
+            initial_epoch, initial_batch = start_epoch, start_batch
+        hooks = stage.hooks + [
+            _Summaries(writer, model, optimizer, lambda: evaluate(model, test), stage.name, offset, tau),
+            _Checkpointing(checkpointer, index, config.get("checkpoint_every_steps", None)),
+        ]
+        if initial_epoch < stage.epochs:
+            print(f"Stage {index + 1}/{len(stages)}: {stage.name}, {stage.epochs} epochs")
+            loop.train(model, optimizer, loss_fn, lambda e, i=index: train_data(e, i), strategy=strategy,
+                       epochs=stage.epochs, hooks=hooks, initial_epoch=initial_epoch, initial_batch=initial_batch,
+                       progress=config.get("progress", True), summary_writer=writer,
+                       log_every_steps=config.get("log_every_steps", 100))
+        with strategy.scope():
+            stage.leave()
+        checkpointer.procedures = {}
+        checkpointer.save(index + 1, 0, 0)
+        offset += stage.epochs
+
+    accuracy, test_loss = evaluate(model, test)
+    architecture = analysis.report(model, tau=tau)
+    architecture.save(os.path.join(workdir, "architecture"))
+    analysis.plot_architecture(architecture, os.path.join(workdir, "architecture.png"),
+                               title=f"{config.model.name}, {config.method.name}")
+    summary = {
+        "model": config.model.name,
+        "dataset": config.data.name,
+        "method": config.method.name,
+        "test_accuracy": accuracy,
+        "test_loss": test_loss,
+        "params": architecture.learned_total_params,
+        "base_params": architecture.total_params,
+        "macs": architecture.macs,
+        "base_macs": architecture.base_macs,
+        "replicas": strategy.num_replicas_in_sync,
+        "mixed_precision": config.mixed_precision,
+        "layers": architecture.to_dict()["layers"],
+    }
+    export(model, workdir)
+    io.write_text(os.path.join(workdir, "report.md"), _report_markdown(summary, architecture))
+    io.write_text(os.path.join(workdir, "report.json"), json.dumps(summary, indent=2))
+    print(open(os.path.join(workdir, "report.md")).read())
+    return summary
+
+
+def _report_markdown(summary, architecture):
+    ratio = summary["base_macs"] / summary["macs"] if summary["macs"] else float("inf")
+    head = [
+        f"# {summary['model']} on {summary['dataset']}, method {summary['method']}",
+        "",
+        f"Test accuracy {summary['test_accuracy']:.4f}; parameters {summary['params']:,} of {summary['base_params']:,}; "
+        f"multiply-adds {summary['macs']:,} of {summary['base_macs']:,} ({ratio:.2f}x fewer when zero structures are skipped); "
+        f"{summary['replicas']} replica(s), precision {summary['mixed_precision'] or 'float32'}.",
+        "",
+    ]
+    return "\n".join(head) + architecture.to_markdown()
+
+
+if __name__ == "__main__":
+    common.main(run, "Path to a config file under configs/ (schema: configs/common.py).")
