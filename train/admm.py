@@ -9,8 +9,12 @@ fine-tuning, one row of the solution path. Writes to ``workdir``:
 * ``solution_path.{csv,md}`` — the paper's Table 3 layout: mu, accuracy, zero filters per layer
   ("Filter (#)"), sparsity %, training epochs, and the multiply-adds left when zero filters are skipped;
 * ``solution_path.png`` — Fig. 2: accuracy against mu and against sparsity;
-* ``checkpoint/`` — the model and the ADMM state after every mu: rerunning the same command resumes there;
-* ``model.keras`` — the model after the last mu (zero filters exact), ``summary.json``.
+* ``checkpoints/`` — weights, optimizer, position, ADMM state (F, Gamma, masks, the path so far) every
+  ``config.checkpoint_every_steps`` steps and at each epoch end: rerunning the same command resumes exactly;
+* ``model.keras`` and ``saved_model/`` — the model after the last mu (zero filters exact), ``summary.json``.
+
+It runs in the custom ``tf.distribute`` loop shared with ``train.train`` (MirroredStrategy over the local
+devices; MultiWorker when ``TF_CONFIG`` names several workers).
 """
 
 import csv
@@ -128,8 +132,36 @@ def plot_path(rows, path, title):
     visualize.save_figure(fig, path)
 
 
-def run(config, workdir):
-    """The whole job; returns the summary written to ``workdir/summary.json``."""
+class _Evaluate:
+    """Hook: test accuracy into the epoch's logs, before ADMM reads them into its solution-path row."""
+
+    def __init__(self, model, test):
+        self.model, self.test = model, test
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["test_accuracy"], logs["test_loss"] = common.evaluate(self.model, self.test)
+        print(f"  epoch {epoch + 1}: loss {logs['loss']:.4f}, test accuracy {logs['test_accuracy']:.4f}")
+
+
+class _PathMacs:
+    """Hook: the multiply-adds left after each finished mu, into its row of the path (after ADMM's hook)."""
+
+    def __init__(self, model, admm):
+        self.model, self.admm = model, admm
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.admm.history and "macs" not in self.admm.history[-1]:
+            self.admm.history[-1]["macs"] = filter_macs(self.model, self.admm)[1]
+
+
+def run(config, workdir, strategy=None):
+    """The whole job; returns the summary written to ``workdir/summary.json``.
+
+    Two stages in the shared ``tf.distribute`` loop: dense pre-training (skipped with ``config.pretrained``)
+    and the mu path, ADMM's callback running Algorithm 1 as a hook. Checkpoints every
+    ``config.checkpoint_every_steps`` steps and at every epoch end (weights, optimizer, position, F, Gamma,
+    masks, the path so far): rerunning the command after a crash resumes exactly.
+    """
     check_config(config)
     import keras
 
@@ -137,74 +169,64 @@ def run(config, workdir):
     from sparse_keras import io, models
     from sparse_keras import data as data_lib
     from sparse_keras.models import admm_paper
+    from sparse_keras.training import checkpoint, distribute, loop
 
     input_shape, num_classes, _ = data_lib.dataset_info(config.dataset)
     path = mu_path(config)
     common.prepare_workdir(workdir)
-    checkpoint_dir = os.path.join(workdir, "checkpoint")
-    os.makedirs(checkpoint_dir, exist_ok=True)
     keras.utils.set_random_seed(config.seed)
+    strategy = strategy or distribute.make_strategy(config.get("strategy", "auto"))
 
     split = "train" if config.train_examples is None else f"train[:{config.train_examples}]"
-    train = data_lib.load(config.dataset, split, config.batch_size, train=True, seed=config.seed, data_dir=config.data_dir)
+
+    def train_data(epoch, stage):
+        seed = config.seed * 1_000_003 + stage * 10_007 + epoch  # one deterministic pass per epoch
+        return data_lib.load(config.dataset, split, config.batch_size, train=True, seed=seed, data_dir=config.data_dir)
+
     test = data_lib.load(config.dataset, "test", 500, train=False, data_dir=config.data_dir)
     layers = admm_paper.SPARSIFIED.get(config.model)  # the paper's selection; None: every kernel but the classifier
-
-    def compile_(model):
-        model.compile(
-            optimizer=keras.optimizers.SGD(config.learning_rate, momentum=config.momentum),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-        )
-        return model
-
-    model_file, state_file = os.path.join(checkpoint_dir, "model.keras"), os.path.join(checkpoint_dir, "admm.npz")
-    admm = admm_lib.ADMM(config.penalty, mu=path, rho=config.rho, block=config.block, layers=layers,
-                         epsilon=config.epsilon, stopping=config.stopping, guard=config.guard, finetune=config.finetune)
-    baseline_file = os.path.join(checkpoint_dir, "baseline.json")
-    if os.path.exists(model_file) and os.path.exists(state_file):
-        model = compile_(keras.saving.load_model(model_file, compile=False))
-        admm.attach(model)
-        admm.load(state_file)
-        baseline = json.loads(open(baseline_file).read())["accuracy"]
-        print(f"Resumed from {checkpoint_dir}: mu {admm.mu_index + 1} of {len(path)}")
-    else:
+    with strategy.scope():
         if config.pretrained is not None:
-            model = compile_(keras.saving.load_model(config.pretrained, compile=False))
+            model = keras.saving.load_model(config.pretrained, compile=False)
         else:
-            model = compile_(models.get(config.model, num_classes=num_classes, input_shape=input_shape))
-            model.fit(train, epochs=config.pretrain_epochs, verbose=2)
-        baseline = float(model.evaluate(test, verbose=0)[1])
-        io.write_text(baseline_file, json.dumps({"accuracy": baseline}))
-        admm.attach(model)
-    class Checkpoint(keras.callbacks.Callback):
-        """After every finished mu: its multiply-adds, then the model and the ADMM state, atomically."""
-
-        seen = len(admm.history)
-
-        def on_epoch_end(self, epoch, logs=None):
-            if len(admm.history) > self.seen:
-                admm.history[-1]["macs"] = filter_macs(model, admm)[1]
-                self.seen = len(admm.history)
-                with io.atomic_path(model_file) as tmp:
-                    model.save(tmp)
-                admm.save(state_file)
-
-    remaining = admm.total_epochs  # an upper bound; the callback stops at the end of the path
+            model = models.get(config.model, num_classes=num_classes, input_shape=input_shape)
+        optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+        admm = admm_lib.ADMM(config.penalty, mu=path, rho=config.rho, block=config.block, layers=layers,
+                             epsilon=config.epsilon, stopping=config.stopping, guard=config.guard, finetune=config.finetune)
+        checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), model, optimizer)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    every = config.get("checkpoint_every_steps", None)
+    baseline_file = os.path.join(workdir, "baseline.json")
+    stage, epoch, batch = checkpointer.saved_position() or (0, 0, 0)
+    if stage == 0:
+        if epoch or batch:
+            checkpointer.restore()
+        pretrain_epochs = 0 if config.pretrained is not None else config.pretrain_epochs
+        loop.train(model, optimizer, loss_fn, lambda e: train_data(e, 0), strategy=strategy, epochs=pretrain_epochs,
+                   hooks=[common.CheckpointHook(checkpointer, 0, every)], initial_epoch=epoch, initial_batch=batch,
+                   progress=config.get("progress", True))
+        baseline = common.evaluate(model, test)[0]
+        io.write_text(baseline_file, json.dumps({"accuracy": baseline}))  # before the checkpoint that needs it
+        with strategy.scope():
+            admm.attach(model)
+        checkpointer.procedures = {"admm": admm}
+        checkpointer.save(1, 0, 0)
+        epoch = batch = 0
+    else:
+        with strategy.scope():
+            admm.attach(model)
+        checkpointer.procedures = {"admm": admm}
+        checkpointer.restore()
+        baseline = json.loads(open(baseline_file).read())["accuracy"]
+        print(f"Resumed from {checkpointer.latest}: mu {min(admm.mu_index + 1, len(path))} of {len(path)}")
     if admm.phase != "done":
-        history = model.fit(
-            train, epochs=remaining, validation_data=test,
-            callbacks=[admm, keras.callbacks.TerminateOnNaN(), Checkpoint()], verbose=2,
-        )
-        if any(l != l for l in history.history.get("loss", [])):
-            raise FloatingPointError(
-                f"The training loss became NaN; the last good state (after mu {len(admm.history)}) is in {checkpoint_dir}"
-            )
-    rows = path_rows(admm, model, baseline, "val_accuracy")
+        hooks = [_Evaluate(model, test), admm, _PathMacs(model, admm), common.CheckpointHook(checkpointer, 1, every)]
+        loop.train(model, optimizer, loss_fn, lambda e: train_data(e, 1), strategy=strategy, epochs=admm.total_epochs,
+                   hooks=hooks, initial_epoch=epoch, initial_batch=batch, progress=config.get("progress", True))
+    rows = path_rows(admm, model, baseline, "test_accuracy")
     write_path(rows, workdir)
     plot_path(rows, os.path.join(workdir, "solution_path.png"), f"ADMM-{config.penalty} on {config.model}, {config.dataset}")
-    with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
-        model.save(tmp)
+    common.export(model, workdir)
     summary = {"baseline_accuracy": baseline, "path": rows, "model": config.model, "dataset": config.dataset}
     io.write_text(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=2))
     print(open(os.path.join(workdir, "solution_path.md")).read())

@@ -1,4 +1,4 @@
-"""What every training binary shares: checking the workdir before any work starts."""
+"""What every training binary shares: workdir checks, flags, checkpoint hook, evaluation, export."""
 
 import os
 
@@ -36,3 +36,57 @@ def main(run, config_help):
         run(config_flag.value, workdir_flag.value)
 
     app.run(_main)
+
+
+class CheckpointHook:
+    """Hook: a checkpoint every N steps and at each epoch end, at the run's position."""
+
+    def __init__(self, checkpointer, stage_index, every_steps):
+        self.checkpointer, self.stage_index, self.every = checkpointer, stage_index, every_steps
+
+    def on_train_batch_end(self, step, logs):
+        from sparse_keras.training import loop
+
+        if loop.is_time(step, self.every):
+            self.checkpointer.save(self.stage_index, logs["epoch"], logs["batch"])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.checkpointer.save(self.stage_index, epoch + 1, 0)
+
+
+def evaluate(model, dataset):
+    """``(accuracy, mean loss)`` of ``model`` in inference mode over ``dataset``."""
+    import keras
+    import numpy as np
+
+    correct = total = 0
+    loss_sum = 0.0
+    for x, y in dataset:
+        logits = keras.ops.convert_to_numpy(keras.ops.cast(model(x, training=False), "float32"))
+        labels = np.asarray(y)
+        correct += int((logits.argmax(-1) == labels).sum())
+        loss_sum += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
+        total += len(labels)
+    return correct / max(total, 1), loss_sum / max(total, 1)
+
+
+def export(model, workdir):
+    """``model.keras`` and ``saved_model/`` in ``workdir``, each appearing whole or not at all."""
+    import shutil
+    import tempfile
+
+    from sparse_keras import io
+
+    with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
+        model.save(tmp)
+    final = os.path.join(workdir, "saved_model")
+    staging = tempfile.mkdtemp(prefix=".tmp-saved_model-", dir=workdir)
+    try:
+        model.export(staging, format="tf_saved_model", verbose=False)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final

@@ -74,22 +74,6 @@ def check_data(config):
     )
 
 
-class _Checkpointing:
-    """Hook: a checkpoint every N steps and at each epoch end, at the run's position."""
-
-    def __init__(self, checkpointer, stage_index, every_steps):
-        self.checkpointer, self.stage_index, self.every = checkpointer, stage_index, every_steps
-
-    def on_train_batch_end(self, step, logs):
-        from sparse_keras.training import loop
-
-        if loop.is_time(step, self.every):
-            self.checkpointer.save(self.stage_index, logs["epoch"], logs["batch"])
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.checkpointer.save(self.stage_index, epoch + 1, 0)
-
-
 class _Summaries:
     """Hook: evaluation and TensorBoard scalars at each epoch end (accuracy, lr, per-layer structure)."""
 
@@ -122,44 +106,6 @@ class _Summaries:
         self.writer.flush()
         print(f"  [{self.stage}] epoch {epoch + 1}: loss {logs['loss']:.4f}, test accuracy {accuracy:.4f}, "
               f"multiply-adds {report.macs:,}/{report.base_macs:,}")
-
-
-def evaluate(model, dataset):
-    """``(accuracy, mean loss)`` of ``model`` in inference mode over ``dataset``."""
-    import keras
-    import numpy as np
-
-    correct = total = 0
-    loss_sum = 0.0
-    for x, y in dataset:
-        logits = keras.ops.convert_to_numpy(keras.ops.cast(model(x, training=False), "float32"))
-        labels = np.asarray(y)
-        correct += int((logits.argmax(-1) == labels).sum())
-        loss_sum += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
-        total += len(labels)
-    return correct / max(total, 1), loss_sum / max(total, 1)
-
-
-def export(model, workdir):
-    """``model.keras`` and ``saved_model/`` in ``workdir``, each appearing whole or not at all."""
-    import shutil
-    import tempfile
-
-    from sparse_keras import io
-
-    with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
-        model.save(tmp)
-    final = os.path.join(workdir, "saved_model")
-    staging = tempfile.mkdtemp(prefix=".tmp-saved_model-", dir=workdir)
-    try:
-        model.export(staging, format="tf_saved_model", verbose=False)
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(staging, final)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
 
 
 def run(config, workdir, strategy=None):
@@ -226,8 +172,8 @@ def run(config, workdir, strategy=None):
             checkpointer.restore()
             initial_epoch, initial_batch = start_epoch, start_batch
         hooks = stage.hooks + [
-            _Summaries(writer, model, optimizer, lambda: evaluate(model, test), stage.name, offset, tau),
-            _Checkpointing(checkpointer, index, config.get("checkpoint_every_steps", None)),
+            _Summaries(writer, model, optimizer, lambda: common.evaluate(model, test), stage.name, offset, tau),
+            common.CheckpointHook(checkpointer, index, config.get("checkpoint_every_steps", None)),
         ]
         if initial_epoch < stage.epochs:
             print(f"Stage {index + 1}/{len(stages)}: {stage.name}, {stage.epochs} epochs")
@@ -241,7 +187,7 @@ def run(config, workdir, strategy=None):
         checkpointer.save(index + 1, 0, 0)
         offset += stage.epochs
 
-    accuracy, test_loss = evaluate(model, test)
+    accuracy, test_loss = common.evaluate(model, test)
     architecture = analysis.report(model, tau=tau)
     architecture.save(os.path.join(workdir, "architecture"))
     analysis.plot_architecture(architecture, os.path.join(workdir, "architecture.png"),
@@ -260,7 +206,7 @@ def run(config, workdir, strategy=None):
         "mixed_precision": config.mixed_precision,
         "layers": architecture.to_dict()["layers"],
     }
-    export(model, workdir)
+    common.export(model, workdir)
     io.write_text(os.path.join(workdir, "report.md"), _report_markdown(summary, architecture))
     io.write_text(os.path.join(workdir, "report.json"), json.dumps(summary, indent=2))
     print(open(os.path.join(workdir, "report.md")).read())

@@ -34,4 +34,7 @@ def get_base_config(model, dataset):
     config.stopping = "boyd"  # the authors' residual test; "paper" for ||W-F||, ||F-F_prev|| <= epsilon
     config.guard = 0.5
     config.finetune = True
+    config.strategy = "auto"  # see train/train.py: auto | mirrored | multi_worker | default
+    config.checkpoint_every_steps = ml_collections.FieldReference(500, field_type=int)  # plus every epoch end
+    config.progress = True
     return config
