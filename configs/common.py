@@ -10,7 +10,7 @@
     config.mixed_precision  None, "mixed_bfloat16" or "mixed_float16"
     config.strategy   auto (MirroredStrategy over local devices; MultiWorker when TF_CONFIG names several
                       workers) | mirrored | multi_worker | default
-    config.checkpoint_every_steps, config.progress, config.log_every_steps, config.deterministic
+    config.checkpoint_every_steps, config.progress, config.log_every_steps, config.deterministic, config.shrink
 
 Learning-rate boundaries are in epochs so one config scales from a smoke run to the paper's; the paper's
 iteration counts are converted in the config itself (e.g. 32K iterations at batch 128 on 50K images = 81.92 epochs).
@@ -69,6 +69,7 @@ def experiment(
     config.progress = True
     config.log_every_steps = 100
     config.deterministic = False  # tf.config.experimental.enable_op_determinism()
+    config.shrink = False  # export the physically smaller model (sparse_keras.shrinking) and time it
     return config
 
 

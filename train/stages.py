@@ -75,6 +75,14 @@ def check(config):
             raise ValueError(f"config.method.update_every must be >= 1, got {config.method.update_every!r}")
         ADMM(config.method.penalty, mu=config.method.mu, rho=config.method.rho, block=config.method.block,
              guard=config.method.guard)  # penalty/block/guard errors name the value
+        # The W-step penalty rho/2 ||W - U||^2 has curvature rho: heavy-ball SGD is stable on it only while
+        # lr * rho < 2 (1 + momentum).
+        lr, momentum = config.optimizer.learning_rate, config.optimizer.get("momentum", 0.0)
+        if config.optimizer.name == "sgd" and lr * config.method.rho >= 2 * (1 + momentum):
+            raise ValueError(
+                f"config.optimizer.learning_rate * config.method.rho = {lr * config.method.rho:g} must stay below "
+                f"2 (1 + config.optimizer.momentum) = {2 * (1 + momentum):g}, or the W-step diverges"
+            )
     elif name == "lrsd":
         alpha = _number(config, "alpha", strict=True)
         if alpha > 1:

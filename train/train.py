@@ -14,7 +14,9 @@ ADMM state.
 Writes to ``workdir``: ``checkpoints/``, ``tensorboard/`` (loss, learning rate, accuracy, per-layer
 width and zero-filter fraction), ``report.{md,json}`` (accuracy, params, multiply-adds, per-layer
 table), ``architecture.png``, ``model.keras`` and ``saved_model/`` (``model.export``: loads with
-``tf.saved_model.load`` and serves ``serve``). Bad configs fail before anything is written.
+``tf.saved_model.load`` and serves ``serve``). With ``config.shrink=True`` the exported model is the
+physically smaller one (:func:`sparse_keras.shrinking.shrink`), the report adds its measured CPU speedup,
+and ``dense_with_zeros.keras`` keeps the trained model. Bad configs fail before anything is written.
 """
 
 import json
@@ -206,11 +208,36 @@ def run(config, workdir, strategy=None):
         "mixed_precision": config.mixed_precision,
         "layers": architecture.to_dict()["layers"],
     }
-    common.export(model, workdir)
-    io.write_text(os.path.join(workdir, "report.md"), _report_markdown(summary, architecture))
+    shipped, comparison = model, None
+    if config.get("shrink", False):
+        shipped, comparison = _shrink(model, info.input_shape, tau, workdir)
+        summary["shrunk"] = {
+            "params": comparison.params[1],
+            "macs": comparison.macs[1],
+            "keras_file_bytes": comparison.file_bytes,
+            "speedup": {f"{runtime}@{batch}": comparison.speedup(runtime, batch) for runtime, batch in comparison.latency},
+            "mac_reduction": comparison.mac_reduction,
+            "test_accuracy": common.evaluate(shipped, test)[0],
+        }
+    common.export(shipped, workdir)
+    markdown = _report_markdown(summary, architecture)
+    if comparison is not None:
+        markdown += "\n## Shrunk model (what is exported)\n\n" + comparison.to_markdown()
+    io.write_text(os.path.join(workdir, "report.md"), markdown)
     io.write_text(os.path.join(workdir, "report.json"), json.dumps(summary, indent=2))
     print(open(os.path.join(workdir, "report.md")).read())
     return summary
+
+
+def _shrink(model, input_shape, tau, workdir):
+    """The physically smaller model and its measured comparison with ``model`` (CPU, TensorFlow)."""
+    from sparse_keras import benchmark, io, shrinking
+
+    shrunk = shrinking.shrink(model, tau=tau)
+    comparison = benchmark.compare(model, shrunk, input_shape, batch_sizes=(1, 64), runtimes=("tf",))
+    with io.atomic_path(os.path.join(workdir, "dense_with_zeros.keras")) as tmp:
+        model.save(tmp)
+    return shrunk, comparison
 
 
 def _report_markdown(summary, architecture):
