@@ -183,7 +183,8 @@ def run(config, workdir, strategy=None):
         seed = config.seed * 1_000_003 + stage * 10_007 + epoch  # one deterministic pass per epoch
         return data_lib.load(config.dataset, split, config.batch_size, train=True, seed=seed, data_dir=config.data_dir)
 
-    test = data_lib.load(config.dataset, "test", 500, train=False, data_dir=config.data_dir)
+    eval_split = data_lib.catalog.spec(config.dataset).eval_split  # "validation" for ImageNet / Places365
+    test = data_lib.load(config.dataset, eval_split, 500, train=False, data_dir=config.data_dir)
     layers = admm_paper.SPARSIFIED.get(config.model)  # the paper's selection; None: every kernel but the classifier
     with strategy.scope():
         if config.pretrained is not None:

@@ -44,7 +44,8 @@ def run(config, workdir):
 
     split = "train" if config.train_examples is None else f"train[:{config.train_examples}]"
     train = data_lib.load(config.dataset, split, config.batch_size, train=True, seed=config.seed, data_dir=config.data_dir)
-    test = data_lib.load(config.dataset, "test", 500, train=False, data_dir=config.data_dir)
+    eval_split = data_lib.catalog.spec(config.dataset).eval_split
+    test = data_lib.load(config.dataset, eval_split, 500, train=False, data_dir=config.data_dir)
 
     penalties = []
     if config.kernel_strength > 0:

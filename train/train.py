@@ -143,7 +143,8 @@ def run(config, workdir, strategy=None):
         return data_lib.load(config.data.name, split, batch, train=True, seed=seed, augment=augment,
                              data_dir=config.data.data_dir)
 
-    test = data_lib.load(config.data.name, "test", 500, train=False, data_dir=config.data.data_dir)
+    eval_split = data_lib.catalog.spec(config.data.name).eval_split  # "validation" for ImageNet / Places365
+    test = data_lib.load(config.data.name, eval_split, 500, train=False, data_dir=config.data.data_dir)
     total_epochs = config.epochs + sum(config.method.get(k, 0) for k in ("admm_epochs", "finetune_epochs"))
 
     with strategy.scope():

@@ -6,6 +6,11 @@
 * :func:`dataset_info` — ``(input_shape, num_classes, num_train_examples)`` without preparing any data.
 * :class:`FashionMnistOffline` — tfds' Fashion-MNIST built from local IDX files (registered in tfds as
   ``fashion_mnist_offline``), so Fashion-MNIST works without internet.
+* :class:`DatasetNotFoundError` — a dataset is not prepared and cannot be prepared from here (ImageNet's
+  manual download, no internet); the message says where it looked and how to get it.
+
+``imagenet2012`` and ``places365_small`` get the standard ImageNet crops per example
+(:mod:`sparse_keras.data.imagenet_preprocessing`); evaluate them on ``CATALOG[name].eval_split``.
 """
 
 from sparse_keras.data.catalog import AUGMENTATIONS
@@ -13,5 +18,6 @@ from sparse_keras.data.catalog import CATALOG
 from sparse_keras.data.catalog import dataset_info
 from sparse_keras.data.fashion_mnist import FashionMnistOffline
 from sparse_keras.data.fashion_mnist import MissingSourceFilesError
+from sparse_keras.data.pipeline import DatasetNotFoundError
 from sparse_keras.data.pipeline import dataset_builder
 from sparse_keras.data.pipeline import load

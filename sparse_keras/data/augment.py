@@ -52,13 +52,17 @@ def augment(images, seed, augmentation):
     return images
 
 
+def seed_pairs(seed=None):
+    """An endless dataset of int64 ``[2]`` seeds for stateless ops: fixed by ``seed``, new each epoch."""
+    return tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+
+
 def augment_batches(dataset, augmentation, seed=None):
     """Maps :func:`augment` over a dataset of ``(images, labels)`` batches, one fresh seed pair per batch."""
     check_augmentation(augmentation)
     if augmentation == "none":
         return dataset
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-    return tf.data.Dataset.zip((dataset, seeds)).map(
+    return tf.data.Dataset.zip((dataset, seed_pairs(seed))).map(
         lambda batch, pair: (augment(batch[0], pair, augmentation), batch[1]),
         num_parallel_calls=tf.data.AUTOTUNE,
     )

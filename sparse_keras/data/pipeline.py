@@ -9,6 +9,10 @@ Order of the stages, and why:
 5. scale to [0, 1] in ``image_dtype`` (after augmenting, so that uint8 is what gets padded and copied);
 6. prefetch.
 
+Datasets with ``per_example_crop`` in the catalogue (ImageNet, Places365) differ in steps 1, 2 and 4: images
+stay encoded (JPEG crops are decoded window-only), ``cache`` is off by default (ImageNet's JPEGs alone are
+~150 GB), and each example is cropped to the input size before batching (:mod:`imagenet_preprocessing`).
+
 Evaluation never shuffles or augments, so two passes over an evaluation dataset see the same examples in
 the same order.
 """
@@ -20,6 +24,11 @@ import tensorflow_datasets as tfds
 from sparse_keras.data import augment as augment_lib
 from sparse_keras.data import catalog
 from sparse_keras.data import fashion_mnist
+from sparse_keras.data import imagenet_preprocessing
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is neither prepared in tfds' data_dir nor preparable from here."""
 
 
 def dataset_builder(name, data_dir=None, fashion_mnist_dir=None):
@@ -53,14 +62,15 @@ def load(
     drop_remainder=None,
     augment=None,
     image_dtype="float32",
-    cache=True,
+    cache=None,
     fashion_mnist_dir=None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` of ``(images, labels)``; prepares the data on first use.
 
     Args:
       name: a key of :data:`sparse_keras.data.catalog.CATALOG`.
-      split: a tfds split string, e.g. ``"train"``, ``"test"`` or ``"train[:90%]"``.
+      split: a tfds split string, e.g. ``"train"``, ``"test"`` or ``"train[:90%]"``; the dataset's labelled
+        evaluation split is ``catalog.spec(name).eval_split`` (``"validation"`` for ImageNet, Places365).
       batch_size: examples per batch.
       train: shuffle and augment (training) or keep a fixed order (evaluation).
       data_dir: tfds data directory; ``None`` is tfds' default (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``).
@@ -68,9 +78,11 @@ def load(
       seed: makes file order, shuffling and augmentation reproducible (training only).
       drop_remainder: drop a last partial batch; ``None`` means ``train``.
       augment: one of ``"none"``, ``"crop"``, ``"crop_flip"`` (training only); ``None`` is the dataset's
-        default in the catalogue.
+        default in the catalogue. For ``per_example_crop`` datasets "crop" is the Inception random-resized
+        crop and "none" the central evaluation crop.
       image_dtype: floating dtype of the images, which are NHWC in [0, 1].
-      cache: keep decoded uint8 images in memory after the first pass.
+      cache: keep the stored images (decoded uint8; encoded for ``per_example_crop`` datasets) in memory
+        after the first pass; ``None`` means yes except for ``per_example_crop`` datasets.
       fashion_mnist_dir: where the Fashion-MNIST IDX files are (see :mod:`sparse_keras.data.fashion_mnist`).
 
     Returns:
@@ -79,29 +91,80 @@ def load(
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("shuffle_buffer", shuffle_buffer)
     image_dtype = _check_floating_dtype(image_dtype)
-    augmentation = catalog.spec(name).train_augmentation if augment is None else augment
+    entry = catalog.spec(name)
+    augmentation = entry.train_augmentation if augment is None else augment
     augment_lib.check_augmentation(augmentation)
 
     builder = dataset_builder(name, data_dir=data_dir, fashion_mnist_dir=fashion_mnist_dir)
-    if not builder.is_prepared():
-        builder.download_and_prepare()
-    dataset = builder.as_dataset(
-        split=split,
-        as_supervised=True,
-        shuffle_files=train,
-        read_config=tfds.ReadConfig(shuffle_seed=seed),
-    )
+    prepare(builder, name)
+    dataset = _read_examples(builder, entry, split, train=train, seed=seed)
+    if cache is None:
+        cache = not entry.per_example_crop  # ImageNet's JPEGs alone would fill ~150 GB of memory
     if cache:
         dataset = dataset.cache()
     if train:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if entry.per_example_crop:
+        dataset = imagenet_preprocessing.crop_examples(
+            dataset,
+            entry.input_shape[0],
+            train=train and augmentation != "none",
+            flip=augmentation == "crop_flip",
+            seed=seed,
+        )
     dataset = dataset.batch(batch_size, drop_remainder=train if drop_remainder is None else drop_remainder)
-    if train:
+    if train and not entry.per_example_crop:
         dataset = augment_lib.augment_batches(dataset, augmentation, seed=seed)
     dataset = dataset.map(
         lambda images, labels: (scale_image(images, image_dtype), labels), num_parallel_calls=tf.data.AUTOTUNE
     )
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _read_examples(builder, entry, split, *, train, seed):
+    """``(image, label)`` pairs as stored; images still encoded for ``per_example_crop`` datasets."""
+    read_config = tfds.ReadConfig(shuffle_seed=seed)
+    if not entry.per_example_crop:
+        return builder.as_dataset(split=split, as_supervised=True, shuffle_files=train, read_config=read_config)
+    # Feature dicts, not `as_supervised`: Places365's supervised keys are (image, label, filename).
+    examples = builder.as_dataset(
+        split=split,
+        shuffle_files=train,
+        read_config=read_config,
+        decoders={"image": tfds.decode.SkipDecoding()},
+    )
+    return examples.map(lambda example: (example["image"], example["label"]))
+
+
+def prepare(builder, name):
+    """Prepares ``builder`` unless it is; :class:`DatasetNotFoundError` saying where and how, if that fails.
+
+    tfds signals an empty manual_dir with ``AssertionError`` and a failed download with an ``OSError``.
+    """
+    if builder.is_prepared():
+        return
+    try:
+        builder.download_and_prepare()
+    except fashion_mnist.MissingSourceFilesError:
+        raise  # already names the directory and how to fill it
+    except (AssertionError, OSError) as error:
+        raise DatasetNotFoundError(_how_to_get(builder, name, error)) from error
+
+
+def _how_to_get(builder, name, error):
+    looked = f"Dataset name={name!r} is not prepared in {str(builder.data_dir)!r}"
+    manual_download = catalog.spec(name).manual_download
+    if manual_download is not None:
+        manual_dir = builder.data_dir_root / "downloads" / "manual"
+        return (
+            f"{looked}, and tfds cannot download it: put {manual_download} into tfds' manual_dir "
+            f"{str(manual_dir)!r} and load again (tfds then prepares it, which takes hours), or pass the "
+            "data_dir where it is already prepared."
+        )
+    return (
+        f"{looked}, and preparing it failed ({error}). Prepare it once where the internet is reachable "
+        f"(`tfds build {name} --data_dir=DIR`) and copy DIR here, or pass the data_dir where it is prepared."
+    )
 
 
 def scale_image(image, dtype="float32"):
