@@ -1,10 +1,11 @@
 """The one config schema of `python -m train.train`: every method's experiments are written with it.
 
     config.model      name (registry), kwargs (builder arguments, e.g. lrsd=True, rank=1)
-    config.data       name (tfds), data_dir, batch_size (global), train_examples (None: whole split), augment
+    config.data       name (tfds), data_dir, batch_size (global), train_examples (None: whole split), augment,
+                      normalize_mean / normalize_std (None: images stay in [0, 1])
     config.optimizer  name (sgd|adam|adamw), learning_rate, momentum, nesterov, weight_decay
     config.schedule   name (constant|piecewise|cosine), boundaries (epochs, floats), decay (factor per boundary),
-                      warmup_epochs
+                      warmup_epochs, final_learning_rate (cosine floor)
     config.epochs     training epochs
     config.method     name (none|ssr|admm|lrsd|lst|csc) plus that method's own keys
     config.mixed_precision  None, "mixed_bfloat16" or "mixed_float16"
@@ -47,6 +48,8 @@ def experiment(
             "batch_size": batch_size,
             "train_examples": ml_collections.FieldReference(None, field_type=int),
             "augment": True,
+            "normalize_mean": None,  # per-channel (x - mean) / std after scaling to [0, 1], e.g. CIFAR's
+            "normalize_std": None,
         }
     )
     config.optimizer = ml_collections.ConfigDict(
@@ -59,7 +62,8 @@ def experiment(
         }
     )
     config.schedule = ml_collections.ConfigDict(
-        {"name": schedule, "boundaries": tuple(boundaries), "decay": decay, "warmup_epochs": warmup_epochs}
+        {"name": schedule, "boundaries": tuple(boundaries), "decay": decay, "warmup_epochs": warmup_epochs,
+         "final_learning_rate": 0.0}
     )
     config.epochs = epochs
     config.method = ml_collections.ConfigDict({"name": method, **dict(method_kwargs or {})})

@@ -42,9 +42,10 @@ def admm_run(tmp_path_factory):
 def test_sigkill_mid_training_then_rerun_equals_an_uninterrupted_run(admm_run, tmp_path):
     workdir = str(tmp_path / "killed")
     process = subprocess.Popen(command("admm", workdir), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Kill inside the ADMM stage, between checkpoints: the step checkpoints come every 3 steps of 8 per epoch.
+    # Kill inside the ADMM stage (stage 1), between checkpoints: they come every 3 steps (8 steps per epoch),
+    # so its 4th checkpoint is global step 15, one step before the epoch's end.
     deadline = time.time() + 300
-    while time.time() < deadline and not glob.glob(os.path.join(workdir, "checkpoints", "ckpt-5.index")):
+    while time.time() < deadline and not glob.glob(os.path.join(workdir, "checkpoints", "stage1", "ckpt-4.index")):
         time.sleep(0.05)
     assert process.poll() is None, "the run ended before it could be killed"
     time.sleep(0.3)

@@ -6,8 +6,10 @@ resumed run re-enters its stage with :meth:`Stage.enter` (idempotent) and then r
 
 Methods (``config.method.name``) and their keys:
 
-* ``none``: ``epochs`` of plain training (LST-Net, SDNet, the LRSD models without pruning and the dense
-  baselines are methods of the *model*; their builder's kwargs are in ``config.model.kwargs``).
+* ``none``, ``lst``: ``epochs`` of plain training (LST-Net, the dense baselines: the method is the *model*,
+  its builder's kwargs are in ``config.model.kwargs``).
+* ``csc``: plain training of a model with CSC layers; their step sizes t = 0.9/L are refreshed in every
+  training step by the layers and, before each evaluation and at the end, by this stage's hook.
 * ``ssr`` (seed 004): ``kernel_strength`` (Omega_1), ``size_strength`` (Omega_2), ``size_scheme``
   (``half_ring`` | ``ring``), ``tau``, ``finetune_epochs``: train with the regularizers, threshold at tau
   (masks), fine-tune without them.
@@ -21,7 +23,7 @@ Methods (``config.method.name``) and their keys:
 import dataclasses
 from typing import Callable
 
-METHODS = ("none", "ssr", "admm", "lrsd")
+METHODS = ("none", "lst", "csc", "ssr", "admm", "lrsd")
 
 
 @dataclasses.dataclass
@@ -32,6 +34,8 @@ class Stage:
     leave: Callable = lambda: None  # the transition to the next stage
     hooks: list = dataclasses.field(default_factory=list)
     procedures: dict = dataclasses.field(default_factory=dict)  # checkpointed state (get/set_state)
+    optimizer: object = None  # a config.optimizer-like ConfigDict for a stage with its own optimizer ...
+    schedule: object = None  # ... and its config.schedule-like learning-rate schedule
 
 
 def _number(config, key, minimum=0.0, strict=False):
@@ -96,13 +100,34 @@ def plan(config, model):
     """The stages of ``config``'s method on ``model`` (built, inside the strategy scope)."""
     name = config.method.name
     train = Stage("train", config.epochs)
-    if name == "none":
+    if name in ("none", "lst"):
         return [train]
+    if name == "csc":
+        return [_csc(model, train)]
     if name == "ssr":
         return _ssr(config, model, train)
     if name == "admm":
         return _admm(config, model, train)
     return _lrsd(config, model, train)
+
+
+class _RefreshStepSizes:
+    """Hook: power iteration on the final dictionary of every CSC layer (before evaluation, at the end)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sparse_keras.layers import csc
+
+        csc.update_step_sizes(self.model)
+
+    on_train_end = on_epoch_end
+
+
+def _csc(model, train):
+    train.hooks = [_RefreshStepSizes(model)]
+    return train
 
 
 def _ssr(config, model, train):

@@ -137,26 +137,42 @@ def run(config, workdir, strategy=None):
         raise ValueError(f"config.data.batch_size={batch} is larger than the {examples} training examples")
     augment = None if config.data.augment else "none"
 
+    def normalized(dataset):
+        mean, std = config.data.get("normalize_mean"), config.data.get("normalize_std")
+        if mean is None and std is None:
+            return dataset
+        mean = tf.constant(mean if mean is not None else 0.0, tf.float32)
+        std = tf.constant(std if std is not None else 1.0, tf.float32)
+        return dataset.map(lambda x, y: ((x - mean) / std, y), num_parallel_calls=tf.data.AUTOTUNE)
+
     def train_data(epoch, stage_index=0):
         # Each epoch its own seed: a resumed run replays exactly the batches an uninterrupted one sees.
         seed = config.seed * 1_000_003 + stage_index * 10_007 + epoch
-        return data_lib.load(config.data.name, split, batch, train=True, seed=seed, augment=augment,
-                             data_dir=config.data.data_dir)
+        return normalized(data_lib.load(config.data.name, split, batch, train=True, seed=seed, augment=augment,
+                                        data_dir=config.data.data_dir))
 
     eval_split = data_lib.catalog.spec(config.data.name).eval_split  # "validation" for ImageNet / Places365
-    test = data_lib.load(config.data.name, eval_split, 500, train=False, data_dir=config.data.data_dir)
-    total_epochs = config.epochs + sum(config.method.get(k, 0) for k in ("admm_epochs", "finetune_epochs"))
-
+    test = normalized(data_lib.load(config.data.name, eval_split, 500, train=False, data_dir=config.data.data_dir))
     with strategy.scope():
         model = models.get(config.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
                            **dict(config.model.kwargs))
-        optimizer = optimizers.make(config.optimizer, config.schedule, steps_per_epoch, total_epochs,
-                                    loss_scale=config.mixed_precision == "mixed_float16")
         stages = stages_lib.plan(config, model)
-        checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), model, optimizer)
+        loss_scale = config.mixed_precision == "mixed_float16"
+        # Stages without their own optimizer share one, whose schedule spans all of their epochs.
+        shared_epochs = sum(st.epochs for st in stages if st.optimizer is None)
+        shared = optimizers.make(config.optimizer, config.schedule, steps_per_epoch, shared_epochs, loss_scale)
+        stage_optimizers = [
+            shared if st.optimizer is None
+            else optimizers.make(st.optimizer, st.schedule, steps_per_epoch, st.epochs, loss_scale)
+            for st in stages
+        ]
+        checkpointers = [
+            checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", f"stage{i}"), model, stage_optimizers[i])
+            for i in range(len(stages))
+        ]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-    position = checkpointer.saved_position()
+    position = next((p for p in (c.saved_position() for c in reversed(checkpointers)) if p is not None), None)
     start_stage, start_epoch, start_batch = position or (0, 0, 0)
     if position is not None:
         print(f"Resuming {workdir}: stage {stages[start_stage].name if start_stage < len(stages) else 'done'}, "
@@ -167,6 +183,7 @@ def run(config, workdir, strategy=None):
         if index < start_stage:
             offset += stage.epochs
             continue
+        checkpointer, optimizer = checkpointers[index], stage_optimizers[index]
         with strategy.scope():
             stage.enter()
         checkpointer.procedures = stage.procedures
@@ -187,7 +204,8 @@ def run(config, workdir, strategy=None):
         with strategy.scope():
             stage.leave()
         checkpointer.procedures = {}
-        checkpointer.save(index + 1, 0, 0)
+        # The next stage starts from here (its own checkpointer: it may have its own optimizer).
+        checkpointers[min(index + 1, len(stages) - 1)].save(index + 1, 0, 0)
         offset += stage.epochs
 
     accuracy, test_loss = common.evaluate(model, test)

@@ -51,11 +51,12 @@ def learning_rate(schedule_config, base, steps_per_epoch, epochs):
         return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
     warmup_steps = int(round(schedule_config.get("warmup_epochs", 0.0) * steps_per_epoch))
     total = max(int(epochs * steps_per_epoch) - warmup_steps, 1)
+    floor = float(schedule_config.get("final_learning_rate", 0.0)) / float(base)  # PyTorch's eta_min
     if warmup_steps:
         return keras.optimizers.schedules.CosineDecay(
-            0.0, total, warmup_target=float(base), warmup_steps=warmup_steps
+            0.0, total, alpha=floor, warmup_target=float(base), warmup_steps=warmup_steps
         )
-    return keras.optimizers.schedules.CosineDecay(float(base), total)
+    return keras.optimizers.schedules.CosineDecay(float(base), total, alpha=floor)
 
 
 def make(optimizer_config, schedule_config, steps_per_epoch, epochs, loss_scale=False):
