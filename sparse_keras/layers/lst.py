@@ -1,0 +1,480 @@
+"""LST-Net's learnable sparse transform blocks (Li et al., ECCV 2020; seed 000, spec section 1.1).
+
+A conv layer is replaced by three learnable transforms, each a cheap conv:
+
+* T_r, the resizing transform: a 1x1 conv, randomly initialised (He normal, fan-out, as the official code);
+* T_c, the channel transform: a 1x1 conv initialised to the DCT (:class:`~sparse_keras.initializers.ChannelDCT`);
+* T_s, the spatial transform: a depthwise k x k conv that gives every channel the same ``a * a`` filters,
+  initialised to the separable 2-D DCT (:class:`SharedSpatialTransform`).
+
+The transforms make the features sparse in a transform domain, and soft thresholding (:class:`SoftThreshold`,
+the proximal operator of the l1 norm) removes the small coefficients; the "ReLU-ST" scheme puts a ReLU after
+one BN and ST after the T_c BN and after the residual sum. Nothing is frozen: every DCT-initialised weight
+trains like any other.
+
+Blocks (all composite layers, serializable, ``keras.ops`` only):
+
+* :class:`LSTBlockII`: T_r -> BN -> ReLU -> T_c -> BN -> ST -> T_s (stride) -> BN, + D(x), ST. The default
+  for ResNet/WRN; ``C_s = filters / a**2``.
+* :class:`LSTBlockI`: T_c -> BN -> ST -> T_s (stride) -> BN -> ReLU -> T_r -> BN, + D(x), ST; ``C_s = filters``.
+* :class:`InvertedLSTBlock`: seed 000's modified LST-I for MobileNetV2's inverted residuals (ReLU6-ST).
+
+Spatial padding is explicit and symmetric, ``(k - 1) / 2`` per side, as PyTorch pads: Keras' ``"same"``
+pads only bottom/right with stride 2 on even sizes, which would shift every downsampled map by a pixel.
+"""
+
+import math
+import numbers
+
+import keras
+from keras import layers, ops
+
+from sparse_keras import initializers
+
+DEFAULT_TAU = 1e-4  # the official --tau
+RELU6_ST_TAU = 1e-8  # seed 000 sec. 2: ST becomes (almost) linear in MobileNetV2's linear bottleneck
+BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d defaults (spec decision 6)
+BN_MOMENTUM = 0.9
+SHORTCUTS = ("grouped", "dense")
+ACTIVATIONS = ("relu", "relu6")
+SPATIAL_IMPLEMENTATIONS = ("auto", "depthwise", "reshape")
+
+
+def he_normal_fan_out():
+    """The official re-initialisation of every ``nn.Conv2d``: ``N(0, 2 / (k * k * out_channels))``."""
+    return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class SoftThreshold(layers.Layer):
+    """Soft thresholding ``ST_tau(x) = sign(x) * max(|x| - tau, 0)`` (PyTorch ``softshrink``).
+
+    ``tau`` is a fixed hyper-parameter, the same for every ST of a network (official default 1e-4; the
+    ReLU6-ST scheme of MobileNetV2 uses :data:`RELU6_ST_TAU`). The gradient is 1 where ``|x| > tau`` and 0
+    inside the dead zone. Written as ``x - clip(x, -tau, tau)``, one fused elementwise op on every backend.
+    """
+
+    def __init__(self, tau=DEFAULT_TAU, **kwargs):
+        super().__init__(**kwargs)
+        self.tau = _non_negative_float("tau", tau)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs - ops.clip(inputs, -self.tau, self.tau)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "tau": self.tau}
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class SharedSpatialTransform(layers.Layer):
+    """T_s: a depthwise ``k x k`` conv whose ``a * a`` filters are shared by every input channel.
+
+    The official code holds one ``(a*a, 1, k, k)`` tensor and repeats it over the ``C`` channels, so a
+    block has ``k * k * a * a`` spatial weights (36 for k=3, a=2) whatever its width; the repeat is done
+    here inside ``call`` (``ops.tile``), so the gradient of the shared filters sums over channels. Output
+    channel ``c * a*a + m`` is channel ``c`` filtered by filter ``m`` (PyTorch's grouped-conv order).
+
+    ``share=False`` keeps one copy per channel (same DCT start): a plain depthwise conv with
+    ``C * k * k * a * a`` weights, which is how the paper's ImageNet parameter counts are tallied.
+
+    Two equal computations of the shared transform (``implementation``): ``"depthwise"`` tiles the filters
+    and runs a depthwise conv; ``"reshape"`` folds the channels into the batch, ``(N, H, W, C) -> (N*C, H,
+    W, 1)``, and runs one ordinary conv with the ``a*a`` filters. XLA on CPU differentiates grouped convs
+    30-50x slower than the folded one, TensorFlow's own depthwise kernels are as fast as the fold; ``"auto"``
+    picks ``"reshape"`` on JAX and ``"depthwise"`` elsewhere (``benchmarks/lst_speed.py`` compares them).
+
+    Args:
+      a: the spatial multiplication rate; ``a * a`` output channels per input channel. ``a = 1`` gives the
+        single DC filter (used by the ``E = 1`` inverted block).
+      kernel_size: odd side ``k`` of the filters.
+      strides: spatial stride.
+      share: share the filters across channels (the official CIFAR implementation) or not.
+      implementation: ``"auto"``, ``"depthwise"`` or ``"reshape"`` (shared filters only; same numbers).
+    """
+
+    def __init__(self, a=2, kernel_size=3, strides=1, share=True, implementation="auto", **kwargs):
+        super().__init__(**kwargs)
+        self.a = _positive_int("a", a)
+        self.kernel_size = _odd_kernel_size(kernel_size)
+        self.strides = _positive_int("strides", strides)
+        self.share = bool(share)
+        self.implementation = _spatial_implementation(implementation)
+
+    def build(self, input_shape):
+        channels = _channels(input_shape, self.name)
+        self.channels = channels
+        shape = (self.kernel_size, self.kernel_size, 1 if self.share else channels, self.a * self.a)
+        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=initializers.SpatialDCT())
+
+    def call(self, inputs):
+        pad = (self.kernel_size - 1) // 2
+        if self.strides > 1 and pad:
+            # PyTorch pads (k-1)/2 on every side; at stride 1 (odd k) that is "same", no pad op needed.
+            inputs = ops.pad(inputs, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+        padding = "same" if self.strides == 1 else "valid"
+        implementation = self.implementation
+        if implementation == "auto":
+            implementation = "reshape" if keras.backend.backend() == "jax" else "depthwise"
+        if self.share and implementation == "reshape":
+            return self._folded_conv(inputs, padding)
+        kernel = ops.tile(self.kernel, (1, 1, self.channels, 1)) if self.share else self.kernel
+        return ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=padding)
+
+    def _folded_conv(self, inputs, padding):
+        """Every channel as its own one-channel image through one conv with the shared ``a*a`` filters."""
+        height, width, channels, filters = inputs.shape[1], inputs.shape[2], self.channels, self.a * self.a
+        images = ops.reshape(ops.transpose(inputs, (0, 3, 1, 2)), (-1, height, width, 1))
+        out = ops.conv(images, self.kernel, strides=self.strides, padding=padding)
+        out_h, out_w = out.shape[1], out.shape[2]
+        out = ops.transpose(ops.reshape(out, (-1, channels, out_h, out_w, filters)), (0, 2, 3, 1, 4))
+        # Channel c * a*a + m is channel c through filter m, the order of the depthwise form.
+        return ops.reshape(out, (-1, out_h, out_w, channels * filters))
+
+    def compute_output_shape(self, input_shape):
+        return _strided_shape(input_shape, self.strides, input_shape[-1] * self.a * self.a)
+
+    def multiply_adds(self, input_shape):
+        """Multiply-adds of one example: ``H_out * W_out * C * a*a * k*k`` (sharing saves weights, not MACs)."""
+        out = self.compute_output_shape((None, *input_shape[-3:]))
+        return out[1] * out[2] * out[3] * self.kernel_size**2
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "a": self.a,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "share": self.share,
+            "implementation": self.implementation,
+        }
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class GroupedPointwise(layers.Layer):
+    """A 1x1 conv with ``groups = C_in`` and ``multiplier`` outputs per input channel, no bias.
+
+    The shortcut D of the official LST-II networks (``nn.Conv2d(C_in, C_out, 1, groups=C_in)``). Output
+    channel ``c * multiplier + j`` is ``x_c * w[c, j]``, so it is computed as a broadcast product, which every
+    backend fuses; XLA on CPU runs the equivalent grouped conv (a ``DepthwiseConv2D``) 10-100x slower.
+    The kernel keeps ``DepthwiseConv2D``'s layout, ``(1, 1, C_in, multiplier)``.
+    """
+
+    def __init__(self, multiplier, strides=1, kernel_initializer="he_normal", **kwargs):
+        super().__init__(**kwargs)
+        self.multiplier = _positive_int("multiplier", multiplier)
+        self.strides = _positive_int("strides", strides)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+
+    def build(self, input_shape):
+        self.channels = _channels(input_shape, self.name)
+        self.kernel = self.add_weight(name="kernel", shape=(1, 1, self.channels, self.multiplier),
+                                      initializer=self.kernel_initializer)
+
+    def call(self, inputs):
+        if self.strides > 1:  # a 1x1 conv at stride s reads every s-th pixel from the first
+            inputs = inputs[:, :: self.strides, :: self.strides, :]
+        out = ops.expand_dims(inputs, -1) * self.kernel[0, 0]
+        return ops.reshape(out, (-1, out.shape[1], out.shape[2], self.channels * self.multiplier))
+
+    def compute_output_shape(self, input_shape):
+        return _strided_shape(input_shape, self.strides, input_shape[-1] * self.multiplier)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "multiplier": self.multiplier,
+            "strides": self.strides,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+        }
+
+
+class _LSTBlock(layers.Layer):
+    """What the LST blocks share: arguments, sublayer factories, the shortcut D, MAC counting."""
+
+    def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="grouped",
+                 activation="relu", share_spatial=True, spatial_implementation="auto", **kwargs):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.strides = _positive_int("strides", strides)
+        self.kernel_size = _odd_kernel_size(kernel_size)
+        # The official blocks clamp a to [2, k]: a = 1 would make T_s a single blur filter.
+        self.a = max(2, min(_positive_int("a", a), self.kernel_size))
+        self.tau = _non_negative_float("tau", tau)
+        if shortcut not in SHORTCUTS:
+            raise ValueError(f"shortcut must be one of {SHORTCUTS}, got shortcut={shortcut!r}")
+        self.shortcut = shortcut
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got activation={activation!r}")
+        self.activation = activation
+        self.share_spatial = bool(share_spatial)
+        self.spatial_implementation = _spatial_implementation(spatial_implementation)
+
+    # -- sublayer factories ---------------------------------------------------------------------------
+    def _pointwise(self, filters, name, dct):
+        init = initializers.ChannelDCT() if dct else he_normal_fan_out()
+        return layers.Conv2D(filters, 1, use_bias=False, kernel_initializer=init, name=name)
+
+    def _spatial(self, a, name):
+        return SharedSpatialTransform(a, self.kernel_size, self.strides, share=self.share_spatial,
+                                      implementation=self.spatial_implementation, name=name)
+
+    def _bn(self, name):
+        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+
+    def _relu(self, name):
+        return layers.ReLU(max_value=6.0 if self.activation == "relu6" else None, name=name)
+
+    def _build_shortcut(self, in_channels, input_shape):
+        """D: identity when shape is kept; else a grouped (LST-II nets) or dense (LST-I nets) 1x1 + BN."""
+        self.shortcut_conv = self.shortcut_bn = None
+        if self.strides == 1 and in_channels == self.filters:
+            return
+        if self.shortcut == "grouped":
+            if self.filters % in_channels:
+                raise ValueError(
+                    f"A grouped 1x1 shortcut (groups = input channels) needs filters={self.filters} to be a "
+                    f"multiple of the {in_channels} input channels; use shortcut='dense'"
+                )
+            multiplier = self.filters // in_channels
+            # PyTorch's N(0, 2 / out_channels) for the grouped conv.
+            self.shortcut_conv = GroupedPointwise(
+                multiplier, strides=self.strides,
+                kernel_initializer=keras.initializers.RandomNormal(stddev=math.sqrt(2.0 / self.filters)),
+                name="shortcut_conv",
+            )
+        else:
+            self.shortcut_conv = layers.Conv2D(
+                self.filters, 1, strides=self.strides, use_bias=False,
+                kernel_initializer=he_normal_fan_out(), name="shortcut_conv",
+            )
+        self.shortcut_bn = self._bn("shortcut_bn")
+        self.shortcut_conv.build(input_shape)
+        self.shortcut_bn.build(_strided_shape(input_shape, self.strides, self.filters))
+
+    def _apply_shortcut(self, inputs, training):
+        if self.shortcut_conv is None:
+            return inputs
+        return self.shortcut_bn(self.shortcut_conv(inputs), training=training)
+
+    def _shortcut_multiply_adds(self, input_shape):
+        if self.shortcut_conv is None:
+            return 0
+        h, w, c = self.compute_output_shape((None, *input_shape[-3:]))[1:]
+        per_output = 1 if self.shortcut == "grouped" else input_shape[-1]
+        return h * w * c * per_output
+
+    def compute_output_shape(self, input_shape):
+        return _strided_shape(input_shape, self.strides, self.filters)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "a": self.a,
+            "kernel_size": self.kernel_size,
+            "tau": self.tau,
+            "shortcut": self.shortcut,
+            "activation": self.activation,
+            "share_spatial": self.share_spatial,
+            "spatial_implementation": self.spatial_implementation,
+        }
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class LSTBlockII(_LSTBlock):
+    """The LST-II bottleneck (official ``LST2Block``): resize, channel, spatial.
+
+    ``y = ST(BN(T_s(ST(BN(T_c(ReLU(BN(T_r(x)))))))) + D(x))`` with ``C_s = filters / a**2`` channels in the
+    core, T_r and T_c at input resolution and the stride in T_s and D only. D is the identity when stride
+    and width are kept, else (official CIFAR code) a grouped 1x1 conv with ``groups = in_channels`` + BN.
+
+    Args:
+      filters: output channels, a multiple of ``a * a``.
+      strides: stride of T_s and D.
+      a: spatial multiplication rate, clamped to ``[2, kernel_size]`` as in the official code.
+      kernel_size: odd side of the T_s filters.
+      tau: threshold of both STs.
+      shortcut: ``"grouped"`` (official) or ``"dense"`` 1x1 conv for D.
+      activation: ``"relu"`` or ``"relu6"``.
+      share_spatial: share T_s over channels (official) or keep a copy per channel.
+      spatial_implementation: how T_s is computed, see :class:`SharedSpatialTransform`.
+    """
+
+    def build(self, input_shape):
+        in_channels = _channels(input_shape, self.name)
+        a2 = self.a * self.a
+        if self.filters % a2:
+            raise ValueError(f"LSTBlockII needs filters divisible by a*a={a2}, got filters={self.filters}")
+        core = self.filters // a2
+        core_shape = (*input_shape[:-1], core)
+        self.resize_conv, self.resize_bn = self._pointwise(core, "resize_conv", dct=False), self._bn("resize_bn")
+        self.resize_relu = self._relu("resize_relu")
+        self.channel_conv, self.channel_bn = self._pointwise(core, "channel_conv", dct=True), self._bn("channel_bn")
+        self.channel_st = SoftThreshold(self.tau, name="channel_st")
+        self.spatial, self.spatial_bn = self._spatial(self.a, "spatial"), self._bn("spatial_bn")
+        self.output_st = SoftThreshold(self.tau, name="output_st")
+        self.resize_conv.build(input_shape)
+        self.resize_bn.build(core_shape)
+        self.channel_conv.build(core_shape)
+        self.channel_bn.build(core_shape)
+        self.spatial.build(core_shape)
+        self.spatial_bn.build(self.compute_output_shape(input_shape))
+        self._build_shortcut(in_channels, input_shape)
+
+    def call(self, inputs, training=None):
+        y = self.resize_relu(self.resize_bn(self.resize_conv(inputs), training=training))
+        y = self.channel_st(self.channel_bn(self.channel_conv(y), training=training))
+        y = self.spatial_bn(self.spatial(y), training=training)
+        return self.output_st(y + self._apply_shortcut(inputs, training))
+
+    def multiply_adds(self, input_shape):
+        """Multiply-adds of one example with input ``(H, W, C_in)`` (BN and ST not counted)."""
+        h, w, c_in = input_shape[-3:]
+        core = self.filters // (self.a * self.a)
+        return (h * w * (c_in * core + core * core) + self.spatial.multiply_adds((h, w, core))
+                + self._shortcut_multiply_adds(input_shape))
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class LSTBlockI(_LSTBlock):
+    """The LST-I bottleneck (official ``LST1Block``): channel, spatial, resize.
+
+    ``y = ST(BN(T_r(ReLU(BN(T_s(ST(BN(T_c(x))))))) + D(x))`` with ``C_s = filters`` and ``a**2 * filters``
+    channels after T_s (seed 000 Tables I(a), IV-VI: the ``a^2 x C_s`` column). T_c maps ``C_in -> filters``
+    with the official ``dct_init(filters, C_in)``. D defaults to the dense 1x1 conv of the official LST-I
+    network. Arguments as :class:`LSTBlockII`.
+    """
+
+    def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="dense", **kwargs):
+        super().__init__(filters, strides, a, kernel_size, tau, shortcut, **kwargs)
+
+    def build(self, input_shape):
+        self._build_lst1(input_shape, core=self.filters, spatial_a=self.a, channel_transform=True, residual=True)
+
+    def _build_lst1(self, input_shape, core, spatial_a, channel_transform, residual):
+        """Creates and builds T_c (optional), T_s, T_r, their BNs and activations, and D (if ``residual``)."""
+        in_channels = _channels(input_shape, self.name)
+        self.core, self.residual = core, residual
+        core_shape = (*input_shape[:-1], core)
+        wide_shape = _strided_shape(input_shape, self.strides, core * spatial_a * spatial_a)
+        self.channel_conv = self.channel_bn = self.channel_st = None
+        if channel_transform:
+            self.channel_conv = self._pointwise(core, "channel_conv", dct=True)
+            self.channel_bn, self.channel_st = self._bn("channel_bn"), SoftThreshold(self.tau, name="channel_st")
+            self.channel_conv.build(input_shape)
+            self.channel_bn.build(core_shape)
+        self.spatial, self.spatial_bn = self._spatial(spatial_a, "spatial"), self._bn("spatial_bn")
+        self.spatial_relu = self._relu("spatial_relu")
+        self.resize_conv = self._pointwise(self.filters, "resize_conv", dct=False)
+        self.resize_bn, self.output_st = self._bn("resize_bn"), SoftThreshold(self.tau, name="output_st")
+        self.spatial.build(core_shape)
+        self.spatial_bn.build(wide_shape)
+        self.resize_conv.build(wide_shape)
+        self.resize_bn.build(self.compute_output_shape(input_shape))
+        self.shortcut_conv = self.shortcut_bn = None
+        if residual:
+            self._build_shortcut(in_channels, input_shape)
+
+    def call(self, inputs, training=None):
+        y = inputs
+        if self.channel_conv is not None:
+            y = self.channel_st(self.channel_bn(self.channel_conv(y), training=training))
+        y = self.spatial_relu(self.spatial_bn(self.spatial(y), training=training))
+        y = self.resize_bn(self.resize_conv(y), training=training)
+        if self.residual:
+            y = y + self._apply_shortcut(inputs, training)
+        return self.output_st(y)
+
+    def multiply_adds(self, input_shape):
+        h, w, c_in = input_shape[-3:]
+        ho, wo, _ = self.compute_output_shape((None, h, w, c_in))[1:]
+        wide = self.core * self.spatial.a * self.spatial.a
+        channel = h * w * c_in * self.core if self.channel_conv is not None else 0
+        return (channel + self.spatial.multiply_adds((h, w, self.core)) + ho * wo * wide * self.filters
+                + self._shortcut_multiply_adds(input_shape))
+
+
+@keras.saving.register_keras_serializable(package="sparse_keras")
+class InvertedLSTBlock(LSTBlockI):
+    """Seed 000's modified LST-I bottleneck, replacing MobileNetV2's inverted residual (Fig. 3).
+
+    The LST-I order with the expanded width ``E * C_in`` after T_s (``C_s = E * C_in / a**2``) and the three
+    changes of seed 000 section 2: (1) ReLU6 for ReLU and ST with ``tau = 1e-8`` (the "ReLU6-ST" scheme,
+    almost linear, as MobileNetV2's linear bottleneck wants); (2) with ``E = 1`` no T_c and its BN: T_s reads
+    the input directly with one shared filter per channel, so the width stays ``C_in`` (our reading; spec
+    1.4 [INFERRED]); (3) with ``E > 1`` and a change of stride or width, no D and no residual sum.
+
+    Args:
+      filters: output channels ``C_out``.
+      expansion: MobileNetV2's expansion rate ``E``; ``E * C_in`` must be divisible by ``a * a`` when ``E > 1``.
+      strides, a, kernel_size, share_spatial: as :class:`LSTBlockII`.
+      tau: threshold of the STs (default :data:`RELU6_ST_TAU`).
+    """
+
+    def __init__(self, filters, strides=1, expansion=6, a=2, kernel_size=3, tau=RELU6_ST_TAU, **kwargs):
+        kwargs.setdefault("activation", "relu6")
+        super().__init__(filters, strides, a, kernel_size, tau, **kwargs)
+        self.expansion = _positive_int("expansion", expansion)
+
+    def build(self, input_shape):
+        in_channels = _channels(input_shape, self.name)
+        wide = self.expansion * in_channels
+        residual = self.expansion == 1 or (self.strides == 1 and in_channels == self.filters)
+        if self.expansion == 1:
+            self._build_lst1(input_shape, in_channels, spatial_a=1, channel_transform=False, residual=residual)
+            return
+        if wide % (self.a * self.a):
+            raise ValueError(
+                f"InvertedLSTBlock needs expansion * in_channels = {wide} divisible by a*a={self.a * self.a}"
+            )
+        self._build_lst1(input_shape, wide // (self.a * self.a), self.a, channel_transform=True, residual=residual)
+
+    def get_config(self):
+        return {**super().get_config(), "expansion": self.expansion}
+
+
+def _spatial_implementation(implementation):
+    if implementation not in SPATIAL_IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {SPATIAL_IMPLEMENTATIONS}, got {implementation!r}")
+    return implementation
+
+
+def _strided_shape(input_shape, strides, channels):
+    """Output shape of a symmetric-padded odd-kernel (or 1x1) conv: ``ceil(size / stride)``."""
+    batch, height, width = input_shape[0], input_shape[1], input_shape[2]
+    return (
+        batch,
+        None if height is None else -(-height // strides),
+        None if width is None else -(-width // strides),
+        channels,
+    )
+
+
+def _channels(input_shape, name):
+    if len(input_shape) != 4 or input_shape[-1] is None:
+        raise ValueError(f"{name} takes NHWC images with a known channel count; got input_shape={tuple(input_shape)!r}")
+    return int(input_shape[-1])
+
+
+def _positive_int(argument, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{argument} must be a positive integer, got {argument}={value!r}")
+    return int(value)
+
+
+def _odd_kernel_size(kernel_size):
+    kernel_size = _positive_int("kernel_size", kernel_size)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd (symmetric 'same' padding), got kernel_size={kernel_size}")
+    return kernel_size
+
+
+def _non_negative_float(argument, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{argument} must be a finite non-negative number, got {argument}={value!r}")
+    return float(value)
