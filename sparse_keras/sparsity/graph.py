@@ -72,3 +72,19 @@ def _generic(layer, node, in_masks, out_tensor):
     if len(in_masks) == 1 and len(in_masks[0]) == width:
         return in_masks[0]  # BN, activations, pooling, dropout, padding: channels pass through
     return np.ones(width, bool)
+
+
+def nodes_in_order(model):
+    """The call nodes of a functional (or built sequential) model in execution order, inputs first.
+
+    Each node is one call of a layer (``node.operation``) on ``node.input_tensors``; a layer called twice
+    appears twice. Raises ``ValueError`` for a model without a graph (a subclassed model), because code that
+    rebuilds a model from its graph cannot fall back to guessing.
+    """
+    found = _graph_of(model)
+    if found is None:
+        raise ValueError(
+            f"Model {model.name!r} ({type(model).__name__}) has no functional graph; build it with the "
+            "functional API or as a keras.Sequential with an Input"
+        )
+    return [node for depth in sorted(found._nodes_by_depth, reverse=True) for node in found._nodes_by_depth[depth]]
