@@ -95,7 +95,7 @@ def test_finalize_projects_and_masks_survive_fine_tuning():
     admm = ADMM("l0", mu=0.5, rho=10.0, update_every=1)
     model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[admm])
     masks = admm.finalize()
-    assert sorted(masks) == ["c1/kernel", "c2/kernel"]  # the classifier is not sparsified
+    assert {"c1/kernel", "c2/kernel"} <= set(masks) <= {"c1/kernel", "c2/kernel", "c1/bias", "c2/bias"}
     zero = {name: filter_norms(model.get_layer(name).kernel) == 0 for name in ("c1", "c2")}
     assert zero["c2"].any() and not zero["c2"].all()
     before = {name: np_(model.get_layer(name).kernel) for name in ("c1", "c2")}
@@ -136,6 +136,28 @@ def test_f_and_gamma_are_live_model_state_without_retracing_and_never_saved(tmp_
     assert len(fresh.weights) == len(keras.models.load_model(tmp_path / "mid_admm.keras", compile=False).weights)
     admm.finalize()
     assert not any("admm" in v.path for v in model.variables)  # detached with the penalty
+
+
+def test_dead_output_kernels_take_their_bias_with_them_so_the_unit_is_gone():
+    x, y = digits()
+    model = small_cnn()
+    # Whole output kernels as blocks, and a mu whose threshold every layer's kernels fall under, guarded:
+    # each layer keeps only the kernels above its mean norm.
+    admm = ADMM("l0", mu=1e4, rho=10.0, block="kernel", update_every=1, guard=0.5)
+    model.fit(x, y, epochs=2, batch_size=64, verbose=0, callbacks=[admm])
+    masks = admm.finalize()
+    kernel = np_(model.get_layer("c2").kernel)
+    dead = ~(kernel.reshape(-1, kernel.shape[-1]) != 0).any(axis=0)
+    assert dead.any() and not dead.all()
+    np.testing.assert_array_equal(masks["c2/bias"], (~dead).astype("float32"))
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert np.all(np_(model.get_layer("c2").bias)[dead] == 0)  # the constant channel stays gone
+    assert np.all(np_(model.get_layer("c2").bias)[~dead] != 0)
+
+    keep = ADMM("l0", mu=1e4, rho=10.0, block="kernel", guard=0.5, prune_bias=False)
+    fresh = small_cnn()
+    fresh.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[keep])
+    assert not any(path.endswith("bias") for path in keep.finalize())
 
 
 def test_masks_can_be_lifted():

@@ -120,6 +120,9 @@ class ADMM(keras.callbacks.Callback):
         layer's mean block norm (the paper's over-pruning guard, 50%); ``None`` disables it.
       normalize_norm_by_size: compare ``||V_b|| / |b|`` with the threshold, as the authors' code does.
       finetune: in path mode, run masked fine-tuning for ``path.epochs(i)`` epochs after each mu.
+      prune_bias: at :meth:`finalize`, also zero (and mask) the bias of every output unit whose whole kernel
+        is zero, so that the unit is gone rather than a constant and :func:`sparse_keras.shrinking.shrink`
+        can remove it.
     """
 
     def __init__(
@@ -135,6 +138,7 @@ class ADMM(keras.callbacks.Callback):
         guard=0.5,
         normalize_norm_by_size=False,
         finetune=True,
+        prune_bias=True,
     ):
         super().__init__()
         if penalty not in PENALTIES:
@@ -152,6 +156,7 @@ class ADMM(keras.callbacks.Callback):
         if guard is not None and not 0 < guard <= 1:
             raise ValueError(f"guard must be None or in (0, 1], got guard={guard!r}")
         self.penalty, self.rho, self.block, self.layers = penalty, float(rho), block, layers
+        self.prune_bias = bool(prune_bias)
         self._fixed_mu = None if self.path is not None else float(mu)
         self.update_every, self.epsilon, self.stopping, self.guard = update_every, float(epsilon), stopping, guard
         self.normalize_norm_by_size, self.finetune = bool(normalize_norm_by_size), bool(finetune)
@@ -282,6 +287,14 @@ class ADMM(keras.callbacks.Callback):
             f = ops.convert_to_numpy(t.f)
             t.slot.variable.assign(f.astype(ops.convert_to_numpy(t.slot.variable).dtype))
             self.masks[t.path] = (f != 0).astype("float32")
+            bias = getattr(t.slot.layer, "bias", None) if self.prune_bias and t.slot.layout in ("conv", "dense") else None
+            if bias is not None and t.slot.weight_attr == "kernel":
+                # An output unit whose whole kernel is zero but whose bias is not emits a constant: pruning the
+                # bias with it makes the unit removable by shrinking (filter pruning), fine-tuning compensates.
+                alive = (f.reshape(-1, f.shape[-1]) != 0).any(axis=0).astype("float32")
+                if not alive.all():
+                    bias.assign(ops.convert_to_numpy(bias) * alive)
+                    self.masks[bias.path] = alive
         self._remove_penalty()
         masking.install_masks(self.model, self.masks)
         self.phase = "finalized" if self.path is None else self.phase

@@ -15,7 +15,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from sparse_keras.sparsity import kernels
 from sparse_keras.sparsity import tracing
 
 
@@ -35,8 +34,9 @@ class MaskConstraint(keras.constraints.Constraint):
         return {"mask": self.mask.tolist()}
 
 
-def _slots_by_path(model):
-    return {slot.path: slot for slot in kernels.model_kernel_slots(model)}
+def _variables_by_path(model):
+    """Every trainable variable of ``model`` by path: kernels, and biases pruned with their kernels."""
+    return {v.path: v for v in model.trainable_variables}
 
 
 def install_masks(model, masks):
@@ -44,16 +44,16 @@ def install_masks(model, masks):
 
     Unknown paths or masks of the wrong shape raise ``ValueError`` before anything is changed.
     """
-    slots = _slots_by_path(model)
-    unknown = sorted(set(masks) - set(slots))
+    variables = _variables_by_path(model)
+    unknown = sorted(set(masks) - set(variables))
     if unknown:
         raise ValueError(f"Masks name kernels that model {model.name!r} does not have: {unknown}")
     for path, mask in masks.items():
-        shape = slots[path].shape
+        shape = tuple(int(d) for d in variables[path].shape)
         if np.shape(mask) != shape:
             raise ValueError(f"Mask for {path!r} has shape {np.shape(mask)}, the kernel has shape {shape}")
     for path, mask in masks.items():
-        variable = slots[path].variable
+        variable = variables[path]
         previous = variable.constraint
         if isinstance(previous, MaskConstraint):
             previous = previous.wrapped
@@ -65,10 +65,10 @@ def install_masks(model, masks):
 
 def remove_masks(model):
     """Lifts every mask installed by :func:`install_masks` (weights keep their current values)."""
-    for slot in _slots_by_path(model).values():
-        constraint = slot.variable.constraint
+    for variable in _variables_by_path(model).values():
+        constraint = variable.constraint
         if isinstance(constraint, MaskConstraint):
-            slot.variable.constraint = constraint.wrapped
+            variable.constraint = constraint.wrapped
     tracing.retrace(model)
     return model
 
@@ -76,8 +76,8 @@ def remove_masks(model):
 def current_masks(model):
     """``{variable path: mask}`` of the masks installed on ``model``."""
     return {
-        path: slot.variable.constraint.mask
-        for path, slot in _slots_by_path(model).items()
-        if isinstance(slot.variable.constraint, MaskConstraint)
+        path: variable.constraint.mask
+        for path, variable in _variables_by_path(model).items()
+        if isinstance(variable.constraint, MaskConstraint)
     }
 
