@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WORKDIR ?= runs/demo
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install install-test install-tfmot dataset demo test test-tf test-jax benchmarks clean
+.PHONY: install install-test install-tfmot dataset demo demo-ssr test test-tf test-jax benchmarks clean
 
 install:
 	$(PIP) install -q -e .
@@ -25,8 +25,13 @@ dataset:
 	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  $(SUDO) apt-get install -y -qq dataset-fashion-mnist; }
 
+# The main job: the ADMM paper's CNN, ADMM-l0, masked fine-tuning, shrink, SavedModel export, report.
 demo: install dataset
-	$(PYTHON) -m train.ssr_demo --config=configs/demo/fashion_mnist_ssr.py --workdir=$(WORKDIR)
+	$(PYTHON) -m train.train --config=configs/demo/fashion_mnist_admm.py --workdir=$(WORKDIR)
+
+# Seed 004's regularizers learning a CNN's widths and kernel sizes.
+demo-ssr: install dataset
+	$(PYTHON) -m train.ssr_demo --config=configs/demo/fashion_mnist_ssr.py --workdir=runs/demo_ssr
 
 test: install-test dataset test-tf test-jax
 

@@ -5,15 +5,20 @@ training binaries' distribution and export code) are imported explicitly by whoe
 """
 from sparse_keras import admm
 from sparse_keras import analysis
+from sparse_keras import benchmark
+from sparse_keras import callbacks
+from sparse_keras import initializers
 from sparse_keras import layers
 from sparse_keras import models
 from sparse_keras import ops
 from sparse_keras import prune
 from sparse_keras import regularizers
+from sparse_keras import shrinking
 from sparse_keras.regularizers import FilterGroupLasso
 from sparse_keras.regularizers import KernelGroupLasso
 from sparse_keras.regularizers import NestedHalfRing
 from sparse_keras.regularizers import NestedRing
+from sparse_keras.shrinking import shrink
 from sparse_keras.sparsity.attach import regularize
 from sparse_keras.sparsity.attach import unregularize
 
@@ -26,11 +31,16 @@ __all__ = [
     "NestedRing",
     "admm",
     "analysis",
+    "benchmark",
+    "callbacks",
+    "initializers",
     "layers",
     "models",
     "ops",
     "prune",
     "regularize",
     "regularizers",
+    "shrink",
+    "shrinking",
     "unregularize",
 ]

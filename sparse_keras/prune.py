@@ -52,3 +52,8 @@ def _schemes_for(slot, scheme):
 
 def _is_square_conv(shape):
     return len(shape) == 4 and shape[0] == shape[1]
+
+
+# LRSD (seed 003): energy-ratio pruning of each S, with masks for fine-tuning; see sparse_keras.lrsd.
+from sparse_keras.lrsd import prune_lrsd  # noqa: E402
+from sparse_keras.sparsity.energy import energy_ratio_mask  # noqa: E402

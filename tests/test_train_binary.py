@@ -133,3 +133,24 @@ def test_unwritable_workdir_is_named(tmp_path):
     blocker.write_text("not a directory")
     with pytest.raises(ValueError, match="is not a writable directory"):
         train.run(fashion_mnist.get_config("none"), str(blocker / "workdir"))
+
+
+def test_lrsd_method_prunes_s_at_the_stage_end_and_fine_tunes_with_its_own_optimizer():
+    from configs.smoke import fashion_mnist
+    from sparse_keras import convert, models
+    from sparse_keras.sparsity import masking
+    from train import stages
+
+    config = fashion_mnist.get_config("lrsd")
+    config.method.finetune_optimizer = dict(config.optimizer, learning_rate=1e-3)
+    config.method.finetune_schedule = dict(config.schedule)
+    stages.check(config)
+    model = convert.to_lrsd(models.get("plain_cnn", num_classes=10, input_shape=(28, 28, 1)), rank=1)
+    train, finetune = stages.plan(config, model)
+    assert (train.name, finetune.name) == ("train", "finetune")
+    assert train.optimizer is None and finetune.optimizer["learning_rate"] == 1e-3
+    train.leave()
+    masks = masking.current_masks(model)
+    assert masks and all(path.endswith("s_kernel") for path in masks)
+    kept = sum(float(m.sum()) for m in masks.values()) / sum(m.size for m in masks.values())
+    assert 0 < kept < 1  # energy ratio 0.9 keeps the fewest largest entries, not all of them

@@ -16,8 +16,9 @@ Methods (``config.method.name``) and their keys:
 * ``admm`` (seed 002): ``penalty`` (l0 | l1), ``mu``, ``rho``, ``block``, ``guard``, ``admm_epochs``,
   ``update_every``, ``finetune_epochs``: ``epochs`` dense, then ADMM W/F/dual steps, ``finalize`` (masks),
   masked fine-tuning.
-* ``lrsd`` (seed 003): ``alpha``, ``finetune_epochs``: train the LRSD model (``model.kwargs.lrsd=True``),
-  prune S at energy ratio alpha (masks), fine-tune.
+* ``lrsd`` (seed 003): ``alpha``, ``keep_l1``, ``finetune_epochs`` and optionally ``finetune_optimizer`` /
+  ``finetune_schedule`` (shaped like ``config.optimizer`` / ``config.schedule``): train the LRSD model
+  (``model.kwargs.lrsd=True``), prune S at energy ratio alpha (masks), fine-tune with its own optimizer.
 """
 
 import dataclasses
@@ -88,10 +89,14 @@ def check(config):
                 f"2 (1 + config.optimizer.momentum) = {2 * (1 + momentum):g}, or the W-step diverges"
             )
     elif name == "lrsd":
+        from sparse_keras.training import optimizers
+
         alpha = _number(config, "alpha", strict=True)
         if alpha > 1:
             raise ValueError(f"config.method.alpha must be in (0, 1], got {alpha!r}")
         _count(config, "finetune_epochs")
+        if config.method.get("finetune_optimizer") is not None:
+            optimizers.check(config.method.finetune_optimizer, config.method.finetune_schedule)
         if not config.model.kwargs.get("lrsd", False):
             raise ValueError("config.method.name='lrsd' needs config.model.kwargs.lrsd=True (an LRSD model)")
 
@@ -168,13 +173,17 @@ def _admm(config, model, dense):
 
 
 def _lrsd(config, model, train):
-    from sparse_keras import prune
-    from sparse_keras.sparsity import masking
+    from sparse_keras import lrsd
+
+    m = config.method
 
     def leave():
-        masks = prune.prune_lrsd(model, alpha=config.method.alpha)
-        if masks:  # prune_lrsd installs them itself in the current API; be explicit either way
-            masking.install_masks(model, masks)
+        lrsd.prune_lrsd(model, alpha=m.alpha, keep_l1=m.get("keep_l1", False))  # installs the masks
 
     train.leave = leave
-    return [train, Stage("finetune", config.method.finetune_epochs)]
+    # The paper fine-tunes with its own schedule ("as Slimming"): a stage with its own optimizer.
+    finetune = Stage("finetune", m.finetune_epochs, optimizer=m.get("finetune_optimizer"),
+                     schedule=m.get("finetune_schedule"))
+    if (finetune.optimizer is None) != (finetune.schedule is None):
+        raise ValueError("config.method.finetune_optimizer and finetune_schedule go together (or neither)")
+    return [train, finetune]

@@ -227,6 +227,10 @@ def run(config, workdir, strategy=None):
         "mixed_precision": config.mixed_precision,
         "layers": architecture.to_dict()["layers"],
     }
+    if config.method.name == "lrsd":
+        from sparse_keras import lrsd
+
+        summary["lrsd_compression"] = lrsd.compression(model).to_dict()  # N_c / N_o as the paper counts
     shipped, comparison = model, None
     if config.get("shrink", False):
         shipped, comparison = _shrink(model, info.input_shape, tau, workdir)

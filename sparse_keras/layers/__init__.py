@@ -3,3 +3,6 @@
 Each family lives in its own module and registers its classes for Keras serialization on import;
 importing the module here makes them available as ``sparse_keras.layers.<Name>``.
 """
+from sparse_keras.layers.csc import CSCConv2D
+from sparse_keras.layers.lst import GroupedPointwise, InvertedLSTBlock, LSTBlockI, LSTBlockII, SharedSpatialTransform, SoftThreshold  # noqa: E501
+from sparse_keras.layers.lrsd import LRSDConv2D, LRSDDense  # seed 003
