@@ -5,7 +5,10 @@ on import, so importing it here is what makes its names available.
 """
 from sparse_keras.models import admm_paper
 from sparse_keras.models import plain_cnn
+from sparse_keras.models import preact_resnet, resnet50, vgg_slim  # LRSD's networks (seed 003)
 from sparse_keras.models import resnet_cifar
+from sparse_keras.models import lstnet, resnet_imagenet
+from sparse_keras.models import sdnet
 from sparse_keras.models.registry import available
 from sparse_keras.models.registry import get
 from sparse_keras.models.registry import register
