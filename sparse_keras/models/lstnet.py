@@ -22,7 +22,7 @@ ImageNet / Places365 (no official code; built from Tables II, IV-VII with the CI
 
 Parameter bookkeeping: the official T_s holds its ``a*a`` filters once and repeats them over channels
 (``share_spatial=True``, our default). Seed 000's ImageNet/Places counts are reproduced when every channel's
-copy is counted, i.e. with ``share_spatial=False``; see ``docs/readme/lst.md``.
+copy is counted, i.e. with ``share_spatial=False``; see the LST-Net section of README.md.
 
 Every builder takes ``num_classes``, ``input_shape``, the LST hyper-parameters ``a``, ``kernel_size``,
 ``tau``, ``share_spatial`` and the T_s ``spatial_implementation`` (see ``SharedSpatialTransform``);
@@ -247,7 +247,7 @@ def lstnet_shiftnet(variant, num_classes=1000, input_shape=(224, 224, 3), a=2, t
     """LST-Net w.r.t. ShiftNet-A/B/C (Table VI): 7x7/2 stem, four stride-2 LST-I stages (5x5, 5x5, 3x3, 3x3).
 
     Base width 32 (A) or 16 (B, C). Only B's repeat column survived the seed's extraction; A and C use it
-    too, so C equals B here (see docs/readme/lst.md).
+    too, so C equals B here (see the LST-Net section of README.md).
     """
     if variant not in SHIFTNET_BASE_WIDTHS:
         raise ValueError(f"variant must be one of {sorted(SHIFTNET_BASE_WIDTHS)}, got variant={variant!r}")
