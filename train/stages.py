@@ -11,8 +11,8 @@ Methods (``config.method.name``) and their keys:
 * ``csc``: plain training of a model with CSC layers; their step sizes t = 0.9/L are refreshed in every
   training step by the layers and, before each evaluation and at the end, by this stage's hook.
 * ``ssr`` (seed 004): ``kernel_strength`` (Omega_1), ``size_strength`` (Omega_2), ``size_scheme``
-  (``half_ring`` | ``ring``), ``tau``, ``finetune_epochs``: train with the regularizers, threshold at tau
-  (masks), fine-tune without them.
+  (``half_ring`` | ``ring``), ``complexity_weighted`` (Omega_3, eq. 34), ``tau``, ``finetune_epochs``: train
+  with the regularizers, threshold at tau (masks), fine-tune without them.
 * ``admm`` (seed 002): ``penalty`` (l0 | l1), ``mu``, ``rho``, ``block``, ``guard``, ``admm_epochs``,
   ``update_every``, ``finetune_epochs``: ``epochs`` dense, then ADMM W/F/dual steps, ``finalize`` (masks),
   masked fine-tuning.
@@ -150,6 +150,12 @@ def _ssr(config, model, train):
     def enter():
         for penalty in penalties:
             attach.regularize(model, penalty)
+        if m.get("complexity_weighted", False):
+            from sparse_keras.sparsity import complexity
+
+            # Omega_3 (seed 004 eq. 34): each layer's group lassos weighted by its r_i c_i d_(i-1), at base
+            # counts (tau = 0) so that a resumed run gets the same weights.
+            complexity.apply_weights(model, complexity.complexity_weights(model, tau=0.0))
 
     def leave():
         attach.unregularize(model, [type(p) for p in penalties])

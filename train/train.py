@@ -79,9 +79,9 @@ def check_data(config):
 class _Summaries:
     """Hook: evaluation and TensorBoard scalars at each epoch end (accuracy, lr, per-layer structure)."""
 
-    def __init__(self, writer, model, optimizer, evaluate, stage, offset, tau):
+    def __init__(self, writer, model, optimizer, evaluate, stage, offset, tau, scheme=None):
         self.writer, self.model, self.optimizer, self.evaluate = writer, model, optimizer, evaluate
-        self.stage, self.offset, self.tau = stage, offset, tau
+        self.stage, self.offset, self.tau, self.scheme = stage, offset, tau, scheme
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
@@ -91,7 +91,7 @@ class _Summaries:
 
         accuracy, test_loss = self.evaluate()
         logs.update(test_accuracy=accuracy, test_loss=test_loss)
-        report = analysis.report(self.model, tau=self.tau)
+        report = analysis.report(self.model, tau=self.tau, scheme=self.scheme)
         step = self.offset + epoch + 1
         with self.writer.as_default():
             tf.summary.scalar("train/loss", logs["loss"], step=step)
@@ -178,6 +178,8 @@ def run(config, workdir, strategy=None):
         print(f"Resuming {workdir}: stage {stages[start_stage].name if start_stage < len(stages) else 'done'}, "
               f"epoch {start_epoch}, batch {start_batch}")
     tau = config.method.get("tau", 0.0)
+    # Kernel sizes are read with the size regularizer's scheme even after fine-tuning took the penalty off.
+    scheme = config.method.get("size_scheme") if config.method.get("size_strength", 0) > 0 else None
     offset = 0
     for index, stage in enumerate(stages):
         if index < start_stage:
@@ -192,7 +194,8 @@ def run(config, workdir, strategy=None):
             checkpointer.restore()
             initial_epoch, initial_batch = start_epoch, start_batch
         hooks = stage.hooks + [
-            _Summaries(writer, model, optimizer, lambda: common.evaluate(model, test), stage.name, offset, tau),
+            _Summaries(writer, model, optimizer, lambda: common.evaluate(model, test), stage.name, offset, tau,
+                       scheme),
             common.CheckpointHook(checkpointer, index, config.get("checkpoint_every_steps", None)),
         ]
         if initial_epoch < stage.epochs:
@@ -209,7 +212,7 @@ def run(config, workdir, strategy=None):
         offset += stage.epochs
 
     accuracy, test_loss = common.evaluate(model, test)
-    architecture = analysis.report(model, tau=tau)
+    architecture = analysis.report(model, tau=tau, scheme=scheme)
     architecture.save(os.path.join(workdir, "architecture"))
     analysis.plot_architecture(architecture, os.path.join(workdir, "architecture.png"),
                                title=f"{config.model.name}, {config.method.name}")

@@ -9,6 +9,7 @@ from sparse_keras.models import preact_resnet, resnet50, vgg_slim  # LRSD's netw
 from sparse_keras.models import resnet_cifar
 from sparse_keras.models import lstnet, resnet_imagenet
 from sparse_keras.models import sdnet
+from sparse_keras.models import ssr_paper  # seed 004 Table 2 base architectures
 from sparse_keras.models.registry import available
 from sparse_keras.models.registry import get
 from sparse_keras.models.registry import register

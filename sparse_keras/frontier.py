@@ -1,0 +1,191 @@
+"""The efficient frontier of seed 004: one point per regularization weight alpha, and its baselines.
+
+A :class:`FrontierPoint` is one trained network with its accuracy and its costs (parameters, multiply-adds
+of eq. 10, measured latency) and, for learned points, the architecture it learned (width and kernel-size
+histogram per layer). This module turns a list of them into the sweep's outputs:
+
+* :func:`write_table`: one row per point, ``.md``, ``.csv`` and ``.json``;
+* :func:`plot_frontier`: accuracy against multiply-adds and against measured latency, the dense base
+  architecture and the uniformly thinned baselines marked;
+* :func:`plot_width_family` (seed 004 Fig. 1): learned width per layer, one curve per alpha;
+* :func:`plot_size_family` (seed 004 Fig. 3): number of kernels of each size per layer, one panel per size;
+* :func:`match_width_multiplier`: the uniform thinning factor whose network costs given multiply-adds.
+"""
+
+import csv
+import dataclasses
+import io as _io
+import json
+import math
+
+from sparse_keras import io
+from sparse_keras import visualize
+
+KINDS = ("learned", "uniform", "dense")
+
+
+@dataclasses.dataclass
+class FrontierPoint:
+    """One network on the frontier. ``layers``: ``[{"layer", "base_width", "width", "sizes"}]`` (learned)."""
+
+    kind: str  # "learned" (a point of the alpha sweep), "uniform" (thinned base) or "dense" (the base)
+    label: str  # the series it belongs to, e.g. "Omega_1+Omega_2" or "Omega_3"
+    alpha: float | None
+    accuracy: float
+    params: int
+    macs: int  # eq. 10 multiply-adds of the learned architecture (what thresholding leaves, read layer by layer)
+    deployed_macs: int  # multiply-adds of the exported (shrunk) model: dead-end layers gone, sizes as deployed
+    latency_ms: dict  # {batch size: median milliseconds per batch}
+    depth: int  # conv layers left in the exported model
+    width_multiplier: float | None = None
+    layers: list = dataclasses.field(default_factory=list)
+    workdir: str = ""
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"FrontierPoint.kind must be one of {KINDS}, got kind={self.kind!r}")
+        self.latency_ms = {int(k): float(v) for k, v in self.latency_ms.items()}
+
+    @property
+    def widths(self):
+        return [row["width"] for row in self.layers]
+
+    @property
+    def sizes(self):
+        """Per layer, ``"size:count"`` pairs joined by spaces (``-`` for a layer without square kernels)."""
+        return [" ".join(f"{s}:{n}" for s, n in sorted((int(s), n) for s, n in row["sizes"].items())) or "-"
+                for row in self.layers]
+
+
+def to_json(points):
+    return json.dumps([dataclasses.asdict(p) for p in points], indent=2)
+
+
+def from_json(text):
+    return [FrontierPoint(**d) for d in json.loads(text)]
+
+
+def write_table(points, prefix):
+    """Writes ``prefix.md``, ``prefix.csv`` and ``prefix.json`` (one row per point); returns the paths."""
+    batches = sorted({b for p in points for b in p.latency_ms})
+    header = ["kind", "label", "alpha", "accuracy", "params", "macs", "deployed_macs",
+              *[f"latency_ms_b{b}" for b in batches], "depth", "width_multiplier", "widths", "sizes"]
+    rows = []
+    for p in points:
+        rows.append([p.kind, p.label, "" if p.alpha is None else f"{p.alpha:.3g}", f"{p.accuracy:.4f}", p.params,
+                     p.macs, p.deployed_macs, *[f"{p.latency_ms[b]:.3f}" if b in p.latency_ms else "" for b in batches],
+                     p.depth, "" if p.width_multiplier is None else f"{p.width_multiplier:.3f}",
+                     " ".join(map(str, p.widths)), " | ".join(p.sizes)])
+    out = _io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v) for v in row) + " |" for row in rows]
+    paths = {ext: f"{prefix}.{ext}" for ext in ("md", "csv", "json")}
+    io.write_text(paths["md"], "\n".join(md) + "\n")
+    io.write_text(paths["csv"], out.getvalue())
+    io.write_text(paths["json"], to_json(points))
+    return paths
+
+
+def plot_frontier(points, path, latency_batch=None, title=None):
+    """Accuracy vs multiply-adds (left) and vs measured latency at ``latency_batch`` (right; default the
+    smallest batch measured). Learned series are lines (one per label), uniform baselines crosses, the dense
+    base a star."""
+    if not points:
+        raise ValueError("plot_frontier needs at least one point")
+    batches = sorted({b for p in points for b in p.latency_ms})
+    batch = latency_batch if latency_batch is not None else (batches[0] if batches else None)
+    plt = visualize.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, x_of, xlabel in (
+        (axes[0], lambda p: p.deployed_macs, "multiply-adds per image of the exported model"),
+        (axes[1], lambda p: p.latency_ms.get(batch, math.nan), f"measured latency, ms per batch of {batch}"),
+    ):
+        for label in dict.fromkeys(p.label for p in points if p.kind == "learned"):
+            series = sorted((p for p in points if p.kind == "learned" and p.label == label), key=x_of)
+            ax.plot([x_of(p) for p in series], [p.accuracy for p in series], "o-", label=f"learned, {label}")
+            for p in series:
+                ax.annotate(f"{p.alpha:.2g}", (x_of(p), p.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        uniform = sorted((p for p in points if p.kind == "uniform"), key=x_of)
+        if uniform:
+            ax.plot([x_of(p) for p in uniform], [p.accuracy for p in uniform], "x--", color="gray",
+                    label="uniformly thinned base")
+        for p in (p for p in points if p.kind == "dense"):
+            ax.plot([x_of(p)], [p.accuracy], "k*", markersize=12, label="dense base")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    return visualize.save_figure(fig, path)
+
+
+def _learned(points):
+    learned = [p for p in points if p.kind == "learned" and p.layers]
+    if not learned:
+        raise ValueError("family plots need at least one learned point with its per-layer architecture")
+    return learned
+
+
+def plot_width_family(points, path, title=None):
+    """Seed 004 Fig. 1: learned width ``d_i`` per layer for each alpha, the base widths dashed."""
+    learned = _learned(points)
+    plt = visualize.pyplot()
+    names = [row["layer"] for row in learned[0].layers]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.4 * len(names) + 2), 4))
+    positions = list(range(len(names)))
+    ax.plot(positions, [row["base_width"] for row in learned[0].layers], "k--", label="base width d_hat_i")
+    for p in learned:
+        ax.fill_between(positions, [row["width"] for row in p.layers], alpha=0.25, step="mid")
+        ax.plot(positions, [row["width"] for row in p.layers], marker="o", label=f"{p.label}, alpha={p.alpha:.2g}")
+    ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("learned width d_i")
+    ax.legend(fontsize=7)
+    ax.set_title(title or "Learned width per layer for each alpha (seed 004 Fig. 1)")
+    return visualize.save_figure(fig, path)
+
+
+def plot_size_family(points, path, title=None):
+    """Seed 004 Fig. 3: one panel per kernel size s, the number of kernels of size s per layer for each alpha."""
+    learned = _learned(points)
+    sizes = sorted({int(s) for p in learned for row in p.layers for s in row["sizes"]})
+    if not sizes:
+        raise ValueError("plot_size_family: no layer of the learned points has square kernels")
+    plt = visualize.pyplot()
+    names = [row["layer"] for row in learned[0].layers]
+    positions = list(range(len(names)))
+    fig, axes = plt.subplots(len(sizes), 1, figsize=(max(6.0, 0.4 * len(names) + 2), 2.4 * len(sizes)), squeeze=False)
+    for ax, size in zip(axes[:, 0], sizes):
+        for p in learned:
+            counts = [row["sizes"].get(str(size), row["sizes"].get(size, 0)) for row in p.layers]
+            ax.plot(positions, counts, marker=".", label=f"{p.label}, alpha={p.alpha:.2g}")
+        ax.set_ylabel(f"kernels {size}x{size}")
+        ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=7)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(title or "Kernels of each size per layer for each alpha (seed 004 Fig. 3)")
+    return visualize.save_figure(fig, path)
+
+
+def match_width_multiplier(macs_of, target_macs, low=1e-3, high=1.0, iterations=30):
+    """The width multiplier ``f`` in ``[low, high]`` whose network's multiply-adds are closest to ``target_macs``.
+
+    ``macs_of(f)`` returns the multiply-adds of the base architecture with every width scaled by ``f``; it
+    must grow with ``f`` (widths are rounded, so it is a staircase). Bisection, then the closer of the two
+    ends. Raises ``ValueError`` if ``target_macs`` lies outside ``[macs_of(low), macs_of(high)]``.
+    """
+    if not (isinstance(target_macs, (int, float)) and target_macs > 0):
+        raise ValueError(f"target_macs must be a positive number, got target_macs={target_macs!r}")
+    lo_macs, hi_macs = macs_of(low), macs_of(high)
+    if not lo_macs <= target_macs <= hi_macs:
+        raise ValueError(f"target_macs={target_macs:,} is outside what thinning reaches: [{lo_macs:,}, {hi_macs:,}]")
+    for _ in range(iterations):
+        mid = (low + high) / 2
+        if macs_of(mid) < target_macs:
+            low = mid
+        else:
+            high = mid
+    return min((low, high), key=lambda f: abs(macs_of(f) - target_macs))

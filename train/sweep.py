@@ -1,0 +1,243 @@
+r"""Seed 004's efficient frontier in one command: train the base architecture for every alpha of a log grid.
+
+  python -m train.sweep --config=configs/ssr/<name>.py --workdir=runs/frontier \
+      [--config.sweep.alphas='(1e-4, 1e-3)' --config.epochs=2 ...]
+
+For each variant in ``config.sweep.variants`` (``"plain"``: Omega_1 and/or Omega_2 as named by
+``config.sweep.regularizers``; ``"omega3"``: the same weighted by each layer's cost, eq. 34, see
+:mod:`sparse_keras.sparsity.complexity`) and each ``alpha`` in ``config.sweep.alphas``, the generic binary
+(:func:`train.train.run`, method ``ssr``) trains with strength alpha, thresholds at ``config.method.tau``,
+fine-tunes with the masks (``config.method.finetune_epochs``), shrinks to the learned architecture
+(vanished residual layers are dropped by :func:`sparse_keras.shrinking.shrink`), evaluates the shrunk model
+and exports it (``model.keras`` + ``saved_model/``) into its own sub-workdir ``<variant>/alpha_<a>/``, so
+every point resumes on its own and a finished point is not trained again.
+
+Then, unless turned off: the dense base architecture (``dense/``, method none, as many epochs in all) and,
+for every learned point, the base with every width scaled so that its multiply-adds match those of that
+point's exported model
+(``uniform_<variant>_<a>/``, trained the same way). The latency of every exported model is measured in this
+one process, side by side (:func:`sparse_keras.benchmark.latency`, TensorFlow runtime).
+
+Writes to ``workdir``: ``frontier.{md,csv,json}`` (one row per point), ``frontier.png`` (accuracy vs
+multiply-adds and vs latency), ``widths.png`` (seed 004 Fig. 1) and ``sizes.png`` (Fig. 3).
+"""
+
+import copy
+import json
+import os
+
+from train import common
+from train import stages as stages_lib
+
+VARIANTS = ("plain", "omega3")
+REGULARIZERS = ("kernel", "size", "both")
+MIN_WIDTH_MULTIPLIER = 1e-3  # every layer 1 kernel wide: the thinnest uniform baseline
+LABELS = {"kernel": "Omega_1", "size": "Omega_2", "both": "Omega_1+Omega_2"}
+
+
+def check_config(config):
+    """The sweep's own keys (``config.sweep``); the rest is checked by :func:`train.train.check_config`."""
+    from train import train
+
+    sweep = config.get("sweep")
+    if sweep is None:
+        raise ValueError("config.sweep is missing; see configs/ssr/base.py for its keys")
+    alphas = tuple(sweep.alphas)
+    if not alphas or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not a > 0 for a in alphas):
+        raise ValueError(f"config.sweep.alphas must be a non-empty list of positive numbers, got {sweep.alphas!r}")
+    if sweep.regularizers not in REGULARIZERS:
+        raise ValueError(f"config.sweep.regularizers must be one of {REGULARIZERS}, got {sweep.regularizers!r}")
+    bad = [v for v in sweep.variants if v not in VARIANTS]
+    if bad or not sweep.variants:
+        raise ValueError(f"config.sweep.variants must be a non-empty subset of {VARIANTS}, got {sweep.variants!r}")
+    if not (isinstance(sweep.latency_rounds, int) and sweep.latency_rounds >= 1):
+        raise ValueError(f"config.sweep.latency_rounds must be a positive integer, got {sweep.latency_rounds!r}")
+    batches = tuple(sweep.latency_batch_sizes)
+    if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
+        raise ValueError(f"config.sweep.latency_batch_sizes must be positive integers, got {sweep.latency_batch_sizes!r}")
+    if config.method.get("name") != "ssr":
+        raise ValueError(f"config.method.name must be 'ssr' for a sweep, got {config.method.get('name')!r}")
+    for alpha in alphas[:1]:
+        train.check_config(point_config(config, "plain", alpha))
+
+
+def point_config(config, variant, alpha):
+    """The ``train.train`` config of one point: method ssr with strength ``alpha`` on the chosen regularizers."""
+    point = copy.deepcopy(config)
+    with point.unlocked():
+        del point["sweep"]
+        point.method.kernel_strength = float(alpha) if config.sweep.regularizers in ("kernel", "both") else 0.0
+        point.method.size_strength = float(alpha) if config.sweep.regularizers in ("size", "both") else 0.0
+        point.shrink = True
+    return point
+
+
+def baseline_config(config, width_multiplier=None):
+    """The dense base (``width_multiplier=None``) or a uniformly thinned one, trained as long as a point."""
+    point = copy.deepcopy(config)
+    with point.unlocked():
+        del point["sweep"]
+        epochs = config.epochs + config.method.finetune_epochs
+        point.method = type(point.method)({"name": "none"})
+        point.epochs = epochs
+        point.shrink = False
+        if width_multiplier is not None:
+            point.model.kwargs.width_multiplier = width_multiplier * config.model.kwargs.get("width_multiplier", 1.0)
+    return point
+
+
+def _train_once(config, workdir, weighted=False):
+    """``train.train.run`` unless ``workdir`` already holds a finished run; returns its report dict."""
+    from train import train
+
+    report_path = os.path.join(workdir, "report.json")
+    if os.path.exists(report_path) and os.path.exists(os.path.join(workdir, "model.keras")):
+        print(f"{workdir}: finished earlier, reusing its report")
+        with open(report_path) as f:
+            return json.load(f)
+    config = config.copy_and_resolve_references()
+    with config.unlocked():
+        config.method.complexity_weighted = bool(weighted)  # Omega_3 in train.stages' ssr method
+    return train.run(config, workdir)
+
+
+def _point_name(alpha):
+    return f"alpha_{alpha:.3g}"
+
+
+def _conv_depth(model):
+    import keras
+
+    return sum(isinstance(layer, keras.layers.Conv2D) and not layer.name.startswith("shortcut") for layer in model.layers)
+
+
+def _exported(workdir):
+    import keras
+
+    return keras.saving.load_model(os.path.join(workdir, "model.keras"), compile=False)
+
+
+def _costs(workdir):
+    """Parameters, multiply-adds and conv depth of the model exported to ``workdir``."""
+    from sparse_keras import analysis
+
+    model = _exported(workdir)
+    return {"params": analysis.count_params(model), "deployed_macs": analysis.report(model, tau=0.0).base_macs,
+            "depth": _conv_depth(model)}
+
+
+def _learned_architecture(workdir, tau, scheme):
+    """Eq. 10 multiply-adds and per-layer widths and sizes of the trained (masked) model of a point.
+
+    Read from ``dense_with_zeros.keras`` with the nested ``scheme`` named explicitly: after fine-tuning the
+    regularizers are detached, so the binary's own report no longer knows which groups are half-rings and
+    counts every surviving kernel at full size.
+    """
+    import keras
+
+    from sparse_keras import analysis
+
+    model = keras.saving.load_model(os.path.join(workdir, "dense_with_zeros.keras"), compile=False)
+    report = analysis.report(model, tau=tau, scheme=scheme)
+    layers = [{"layer": r.layer, "base_width": r.base_width, "width": r.width, "sizes": {str(k): v for k, v in r.sizes.items()}}
+              for r in report.layers[:-1]]  # the classifier is never regularized
+    return report.macs, layers
+
+
+def _latencies(workdirs, input_shape, batches, repeats, rounds):
+    """``{workdir: {batch: ms}}`` for the exported model of each workdir, timed side by side.
+
+    Every model is timed ``rounds`` times, round-robin, and the fastest round is kept, so that load from
+    other processes on a shared machine hurts no point more than another.
+    """
+    from sparse_keras import benchmark
+
+    exported = {d: _exported(d) for d in workdirs}
+    best = {d: {b: float("inf") for b in batches} for d in workdirs}
+    for _ in range(rounds):
+        for d, model in exported.items():
+            seconds = benchmark.latency(model, input_shape, batch_sizes=batches, runtimes=("tf",), repeats=repeats)
+            for b in batches:
+                best[d][b] = min(best[d][b], 1e3 * seconds["tf", b])
+    return best
+
+
+def run(config, workdir):
+    """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`."""
+    check_config(config)
+    from sparse_keras import analysis, frontier, io, models
+    from sparse_keras import data as data_lib
+
+    common.prepare_workdir(workdir)
+    sweep = config.sweep
+    info = data_lib.dataset_info(config.data.name)
+    label_of = {"plain": LABELS[sweep.regularizers], "omega3": f"Omega_3 ({LABELS[sweep.regularizers]})"}
+    scheme = config.method.size_scheme if sweep.regularizers in ("size", "both") else None
+    rows = []  # FrontierPoint arguments, all but the latency (timed at the end, side by side)
+
+    for variant in sweep.variants:
+        for alpha in sweep.alphas:
+            point_dir = os.path.join(workdir, variant, _point_name(alpha))
+            print(f"=== {variant}, alpha = {alpha:g} -> {point_dir}")
+            summary = _train_once(point_config(config, variant, alpha), point_dir, weighted=variant == "omega3")
+            macs, layers = _learned_architecture(point_dir, config.method.tau, scheme)
+            accuracy = summary.get("shrunk", {}).get("test_accuracy", summary["test_accuracy"])
+            rows.append(dict(kind="learned", label=label_of[variant], alpha=float(alpha), accuracy=accuracy, macs=macs,
+                             layers=layers, workdir=point_dir, **_costs(point_dir)))
+
+    def build(multiplier):
+        kwargs = dict(config.model.kwargs)
+        kwargs["width_multiplier"] = multiplier * kwargs.get("width_multiplier", 1.0)
+        return models.get(config.model.name, num_classes=info.num_classes, input_shape=info.input_shape, **kwargs)
+
+    cache = {}
+
+    def macs_of(multiplier):
+        if multiplier not in cache:
+            cache[multiplier] = analysis.report(build(multiplier), tau=0.0).base_macs
+        return cache[multiplier]
+
+    if sweep.dense_baseline:
+        dense_dir = os.path.join(workdir, "dense")
+        print(f"=== dense base -> {dense_dir}")
+        summary = _train_once(baseline_config(config), dense_dir)
+        rows.append(dict(kind="dense", label="dense base", alpha=None, accuracy=summary["test_accuracy"],
+                         macs=summary["base_macs"], width_multiplier=1.0, workdir=dense_dir, **_costs(dense_dir)))
+    if sweep.uniform_baselines:
+        for learned in [r for r in rows if r["kind"] == "learned"]:
+            # Matched to what the exported model really computes: dead-end layers removed, mixed sizes as deployed.
+            target = learned["deployed_macs"]
+            if not macs_of(MIN_WIDTH_MULTIPLIER) <= target < macs_of(1.0):
+                print(f"skipping the uniform baseline of {learned['label']}, alpha {learned['alpha']:g}: its exported "
+                      f"model's multiply-adds {target:,} are not between the thinnest and the full base's")
+                continue
+            multiplier = frontier.match_width_multiplier(macs_of, target, low=MIN_WIDTH_MULTIPLIER, iterations=16)
+            variant = "omega3" if learned["label"].startswith("Omega_3") else "plain"
+            uniform_dir = os.path.join(workdir, f"uniform_{variant}_{_point_name(learned['alpha'])}")
+            print(f"=== uniform thinning x{multiplier:.3f} ({macs_of(multiplier):,} multiply-adds) -> {uniform_dir}")
+            summary = _train_once(baseline_config(config, multiplier), uniform_dir)
+            rows.append(dict(kind="uniform", label="uniformly thinned", alpha=learned["alpha"],
+                             accuracy=summary["test_accuracy"], macs=summary["base_macs"], width_multiplier=multiplier,
+                             workdir=uniform_dir, **_costs(uniform_dir)))
+
+    print(f"=== timing {len(rows)} exported models, {sweep.latency_rounds} rounds")
+    batches = tuple(sweep.latency_batch_sizes)
+    latency = _latencies([r["workdir"] for r in rows], info.input_shape, batches, sweep.latency_repeats,
+                         sweep.latency_rounds)
+    points = [frontier.FrontierPoint(latency_ms=latency[r["workdir"]], **r) for r in rows]
+
+    title = f"{config.model.name} on {config.data.name}, tau = {config.method.tau:g}"
+    frontier.write_table(points, os.path.join(workdir, "frontier"))
+    frontier.plot_frontier(points, os.path.join(workdir, "frontier.png"), title=title)
+    frontier.plot_width_family(points, os.path.join(workdir, "widths.png"), title=f"Learned widths: {title}")
+    try:
+        frontier.plot_size_family(points, os.path.join(workdir, "sizes.png"), title=f"Learned kernel sizes: {title}")
+    except ValueError as error:  # every kernel of every point vanished: nothing to histogram
+        print(f"no sizes.png: {error}")
+    io.write_text(os.path.join(workdir, "sweep_config.json"), config.to_json_best_effort(indent=2))
+    print(open(os.path.join(workdir, "frontier.md")).read())
+    return points
+
+
+if __name__ == "__main__":
+    common.main(run, "Path to a sweep config under configs/ssr/ (schema: configs/common.py + config.sweep).")
