@@ -80,10 +80,14 @@ def test_admm_run_prunes_reports_and_exports_a_servable_model(admm_run):
     assert not [p for p in os.listdir(admm_run) if p.startswith(".tmp")]
 
 
-@pytest.mark.parametrize("method", ["none", "ssr"])
+@pytest.mark.parametrize("method", ["none", "ssr", "lrsd"])
 def test_every_method_runs_from_its_config(method, tmp_path):
     run_binary(method, str(tmp_path), "--config.checkpoint_every_steps=100")
     assert os.path.exists(tmp_path / "saved_model" / "saved_model.pb")
+    if method == "lrsd":  # the paper's Tables 1-3 row and Fig. 5
+        table = (tmp_path / "lrsd_table.md").read_text()
+        assert "N_c/N_o" in table and "Fine-tuned" in table
+        assert (tmp_path / "lrsd_layers.png").stat().st_size > 0
 
 
 def test_bfloat16_mixed_precision_is_one_switch(tmp_path):

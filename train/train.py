@@ -178,6 +178,7 @@ def run(config, workdir, strategy=None):
         print(f"Resuming {workdir}: stage {stages[start_stage].name if start_stage < len(stages) else 'done'}, "
               f"epoch {start_epoch}, batch {start_batch}")
     tau = config.method.get("tau", 0.0)
+    transitions_file = os.path.join(workdir, "transitions.json")
     # Kernel sizes are read with the size regularizer's scheme even after fine-tuning took the penalty off.
     scheme = config.method.get("size_scheme") if config.method.get("size_strength", 0) > 0 else None
     offset = 0
@@ -204,8 +205,13 @@ def run(config, workdir, strategy=None):
                        epochs=stage.epochs, hooks=hooks, initial_epoch=initial_epoch, initial_batch=initial_batch,
                        progress=config.get("progress", True), summary_writer=writer,
                        log_every_steps=config.get("log_every_steps", 100))
+        # Accuracy before and after each transition (LRSD's dense / pruned columns), kept across resumes.
+        transitions = _load_json(transitions_file)
+        transitions[f"{stage.name}:end"] = common.evaluate(model, test)[0]
         with strategy.scope():
             stage.leave()
+        transitions[f"{stage.name}:after_transition"] = common.evaluate(model, test)[0]
+        io.write_text(transitions_file, json.dumps(transitions, indent=2))
         checkpointer.procedures = {}
         # The next stage starts from here (its own checkpointer: it may have its own optimizer).
         checkpointers[min(index + 1, len(stages) - 1)].save(index + 1, 0, 0)
@@ -231,9 +237,7 @@ def run(config, workdir, strategy=None):
         "layers": architecture.to_dict()["layers"],
     }
     if config.method.name == "lrsd":
-        from sparse_keras import lrsd
-
-        summary["lrsd_compression"] = lrsd.compression(model).to_dict()  # N_c / N_o as the paper counts
+        _lrsd_outputs(config, model, summary, _load_json(transitions_file), workdir)
     shipped, comparison = model, None
     if config.get("shrink", False):
         shipped, comparison = _shrink(model, info.input_shape, tau, workdir)
@@ -253,6 +257,28 @@ def run(config, workdir, strategy=None):
     io.write_text(os.path.join(workdir, "report.json"), json.dumps(summary, indent=2))
     print(open(os.path.join(workdir, "report.md")).read())
     return summary
+
+
+def _load_json(path):
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def _lrsd_outputs(config, model, summary, transitions, workdir):
+    """N_c / N_o, the paper's Tables 1-3 row (dense, pruned, fine-tuned accuracy) and Fig. 5."""
+    from sparse_keras import io, lrsd
+
+    counts = lrsd.compression(model)
+    percent = lambda key: None if key not in transitions else 100 * transitions[key]  # noqa: E731
+    row = lrsd.CompressionResult(
+        config.model.name, config.data.name, "LRSD", None, counts.original, counts.compressed,
+        percent("train:end"), percent("train:after_transition"), 100 * summary["test_accuracy"],
+    )
+    summary["lrsd_compression"] = counts.to_dict()
+    io.write_text(os.path.join(workdir, "lrsd_table.md"), lrsd.results_table([row]) + "\n" + counts.to_markdown())
+    lrsd.plot_layer_ratios(counts, os.path.join(workdir, "lrsd_layers.png"))
 
 
 def _shrink(model, input_shape, tau, workdir):

@@ -14,7 +14,7 @@ METHOD_KWARGS = {
                  finetune_epochs=1),
     "lrsd": dict(alpha=0.9, keep_l1=False, finetune_epochs=1),
 }
-MODELS = {"lrsd": ("vgg7_slim", {"lrsd": True, "rank": "1", "sparse_l1": 2e-6})}
+MODELS = {"lrsd": ("plain_cnn", {"lrsd": True, "rank": 1, "sparse_l1": 2e-6})}
 
 
 def get_config(method="admm"):

@@ -41,5 +41,10 @@ def plain_cnn(
 
 
 @registry.register("plain_cnn")
-def _plain_cnn(num_classes, input_shape, **kwargs):
-    return plain_cnn(num_classes, input_shape, **kwargs)
+def _plain_cnn(num_classes, input_shape, lrsd=False, rank=1, sparse_l1=2e-6, **kwargs):
+    model = plain_cnn(num_classes, input_shape, **kwargs)
+    if lrsd:  # the LRSD version (seed 003), e.g. for quick runs of the lrsd method
+        from sparse_keras import convert
+
+        model = convert.to_lrsd(model, rank=rank, sparse_l1=sparse_l1)
+    return model
