@@ -230,17 +230,26 @@ def run(args):
     _fit(dense, data, args, args.epochs)
     rows = [measure(dense, data, args, "dense", time.perf_counter() - start)]
     dense_weights = dense.get_weights()
+    # The sparse methods train admm_epochs + finetune_epochs more epochs than the pre-trained dense model:
+    # a dense model trained as long tells what those epochs alone are worth (the fair reference).
+    longer = _model(args, dense_weights)
+    start = time.perf_counter()
+    _fit(longer, data, args, args.admm_epochs + args.finetune_epochs)
+    dense_long = measure(longer, data, args, "dense_long", time.perf_counter() - start,
+                         epochs=args.epochs + args.admm_epochs + args.finetune_epochs)
     admm_rows = {p: [run_admm(p, mu, dense_weights, data, args) for mu in mus]
                  for p, mus in (("l0", args.mus), ("l1", args.l1_mus))}
     reference = admm_rows["l0"][0]
-    rows += admm_rows["l0"] + admm_rows["l1"]
+    rows += [dense_long] + admm_rows["l0"] + admm_rows["l1"]
     rows.append(run_group_lasso(dense_weights, reference["filters_removed_pct"] / 100, data, args))
     if not args.skip_tfmot:
         rows.append(run_tfmot(dense_weights, dense, reference["weight_sparsity"], data, args))
-    baseline = rows[0]["accuracy"]
-    for row in rows[1:]:
-        row["passed"] = bool(row["filters_removed_pct"] >= TARGET_REMOVED_PCT
-                             and row["accuracy"] >= baseline - TARGET_ACCURACY_DROP)
+    # The paper's reference is the pre-trained dense model; "passed_long" holds the same test against the
+    # dense model trained as many epochs as the sparse ones.
+    for row in rows[2:]:
+        removed = row["filters_removed_pct"] >= TARGET_REMOVED_PCT
+        row["passed"] = bool(removed and row["accuracy"] >= rows[0]["accuracy"] - TARGET_ACCURACY_DROP)
+        row["passed_long"] = bool(removed and row["accuracy"] >= dense_long["accuracy"] - TARGET_ACCURACY_DROP)
     config = {k: v for k, v in vars(args).items() if k != "output"}
     return {"backend": keras.backend.backend(), "config": config, "layers": LAYERS, "rows": rows,
             "reference": {"mu": reference["mu"], "weight_sparsity": reference["weight_sparsity"],
@@ -251,18 +260,19 @@ def run(args):
 
 def format_report(result):
     header = (f"{'method':<12} {'mu':>7} {'acc %':>6} {'filters 0':>16} {'removed':>8} {'w-sparse':>8} "
-              f"{'nonzero/params':>17} {'ms b1':>7} {'ms b64':>7}  target")
+              f"{'nonzero/params':>17} {'ms b1':>7} {'ms b64':>7}  target (vs dense, vs dense_long)")
     lines = [f"admm_cnn on Fashion-MNIST ({result['config']['train_examples']} train, "
              f"{result['config']['test_examples']} test examples), layers {', '.join(result['layers'])}", header]
     for row in result["rows"]:
         mu = f"{row['mu']:g}" if "mu" in row else "-"
-        verdict = "-" if "passed" not in row else ("PASS" if row["passed"] else "FAIL")
+        verdict = "-" if "passed" not in row else " / ".join(
+            "PASS" if row[key] else "FAIL" for key in ("passed", "passed_long"))
         lines.append(
             f"{row['method']:<12} {mu:>7} {row['accuracy']:6.2f} "
             f"{row['zero_filters_total']:>7}/{row['filters_total']:<8} {row['filters_removed_pct']:7.1f}% "
             f"{row['weight_sparsity']:8.3f} {row['nonzero_params']:>8}/{row['params']:<8} "
             f"{row['latency_ms']['1']:7.2f} {row['latency_ms']['64']:7.2f}  {verdict}")
-    for row in result["rows"][1:]:
+    for row in result["rows"][2:]:
         per_layer = ", ".join(f"{n} {v['zero']}/{v['filters']}" for n, v in row["zero_filters"].items())
         lines.append(f"  zero filters {row['method']}{'' if 'mu' not in row else ' mu=%g' % row['mu']}: {per_layer}")
     lines.append(f"target: {result['target']}; tfmot/group lasso matched to ADMM-l0 mu={result['reference']['mu']:g} "

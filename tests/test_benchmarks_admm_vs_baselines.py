@@ -30,10 +30,11 @@ def _check_row(row):
 def test_quick_run_has_every_method(tmp_path):
     output = tmp_path / "result.json"
     result = admm_vs_baselines.main(["--quick", "--skip_tfmot", "--output", str(output)])
-    assert [r["method"] for r in result["rows"]] == ["dense", "admm_l0", "admm_l1", "group_lasso"]
+    assert [r["method"] for r in result["rows"]] == ["dense", "dense_long", "admm_l0", "admm_l1", "group_lasso"]
     for row in result["rows"]:
         _check_row(row)
-    assert all("passed" in r for r in result["rows"][1:])
+    assert all("passed" in r and "passed_long" in r for r in result["rows"][2:])
+    assert result["rows"][1]["epochs"] == 3  # pre-training + sparsifying + fine-tuning epochs
     assert json.loads(output.read_text())["rows"][0]["method"] == "dense"
 
 
