@@ -31,7 +31,7 @@ demo: install dataset
 
 # Seed 004's regularizers learning a CNN's widths and kernel sizes.
 demo-ssr: install dataset
-	$(PYTHON) -m train.ssr_demo --config=configs/demo/fashion_mnist_ssr.py --workdir=runs/demo_ssr
+	$(PYTHON) -m train.train --config=configs/demo/fashion_mnist_ssr.py --workdir=runs/demo_ssr
 
 test: install-test dataset test-tf test-jax
 

@@ -65,7 +65,7 @@ def test_command_line_overrides_reach_the_config_and_bad_values_stop_it(tmp_path
     assert not (tmp_path / "run").exists()
 
 
-def test_both_binaries_import_into_one_process():
-    from train import ssr_demo  # defines no flags at import time, like train.admm
+def test_the_binaries_import_into_one_process():
+    from train import sweep, train  # none defines flags at import time, like train.admm
 
-    assert callable(ssr_demo.run) and callable(admm_binary.run)
+    assert callable(train.run) and callable(sweep.run) and callable(admm_binary.run)

@@ -1,28 +1,25 @@
-"""Demo: learn widths and kernel sizes of a plain CNN on Fashion-MNIST (seed 004's regularizers).
+"""Demo of seed 004's regularizers (`make demo-ssr`): learn a CNN's widths and kernel sizes on Fashion-MNIST.
 
-Run (``make demo`` does this):
-  python -m train.ssr_demo --config=configs/demo/fashion_mnist_ssr.py --workdir=runs/demo
-Override any value: ``--config.epochs=1 --config.kernel_strength=0``.
+  python -m train.train --config=configs/demo/fashion_mnist_ssr.py --workdir=runs/demo_ssr \
+      [--config.epochs=2 --config.method.kernel_strength=1e-3 ...]
 
-Omega_1 (kernel number) and Omega_2 (nested half-ring kernel size) are trained together with plain SGD,
-then every group with norm <= tau (1e-3, seed 004 Fig. 1) is zeroed and the learned architecture read off.
+Omega_1 (kernel number, `KernelGroupLasso`) and Omega_2 (nested half-ring kernel size, `NestedHalfRing`) are
+trained together on every conv of `plain_cnn` (5 convs, no BN) with plain SGD; then every group with norm
+<= tau (1e-3, seed 004 Fig. 1) is zeroed and masked, one epoch of masked fine-tuning follows, and the learned
+architecture is read off (`architecture.{md,csv,json,png}` in the report), shrunk to a physically smaller
+model, exported and timed. The same shared training loop as every other method (checkpoints, resume,
+TensorBoard, tf.distribute).
 """
-import ml_collections
+from configs import common
 
 
 def get_config():
-    config = ml_collections.ConfigDict()
-    config.dataset = "fashion_mnist"
-    config.data_dir = ml_collections.FieldReference(None, field_type=str)  # tfds default
-    config.model = "plain_cnn"
-    config.model_kwargs = ml_collections.ConfigDict()
-    config.epochs = 4
-    config.batch_size = 128
-    config.learning_rate = 0.05
-    config.momentum = 0.9
-    config.kernel_strength = 2e-3  # alpha of Omega_1 (KernelGroupLasso)
-    config.size_strength = 5e-4  # alpha of Omega_2 (NestedHalfRing)
-    config.tau = 1e-3
-    config.seed = 0
-    config.train_examples = ml_collections.FieldReference(None, field_type=int)  # None: the whole split
+    config = common.experiment(
+        "plain_cnn", "fashion_mnist", epochs=4, batch_size=128, learning_rate=0.05, momentum=0.9,
+        method="ssr",
+        method_kwargs=dict(kernel_strength=2e-3, size_strength=5e-4, size_scheme="half_ring", tau=1e-3,
+                           finetune_epochs=1),
+    )
+    config.data.augment = False
+    config.shrink = True
     return config
