@@ -291,6 +291,28 @@ def test_non_finite_loss_stops_the_run_naming_the_step(default_strategy):
         train_fresh(default_strategy, dataset=toy_data(nan_batch=1))
 
 
+def test_non_finite_loss_keeps_the_last_good_checkpoint(default_strategy, tmp_path):
+    from sparse_keras.training import checkpoint
+    from train import common
+
+    with default_strategy.scope():
+        model = small_cnn()
+        optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+    checkpointer = checkpoint.Checkpointer(str(tmp_path), model, optimizer)
+    hook = common.CheckpointHook(checkpointer, stage_index=0, every_steps=1)
+    with pytest.raises(FloatingPointError, match=r"at step 3 \(epoch 0\)"):
+        loop.train(model, optimizer, LOSS, toy_data(nan_batch=2), strategy=default_strategy, epochs=2, hooks=[hook])
+    assert not all(np.isfinite(w).all() for w in model.get_weights())  # the bad step did reach the weights...
+
+    with default_strategy.scope():
+        fresh = small_cnn()
+        fresh_optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
+        fresh_optimizer.build(fresh.trainable_variables)
+    position = checkpoint.Checkpointer(str(tmp_path), fresh, fresh_optimizer).restore()
+    assert position == (0, 0, 2)  # ...but the newest checkpoint is the one after step 2, before the bad step
+    assert all(np.isfinite(w).all() for w in fresh.get_weights())
+
+
 def test_masks_installed_by_a_hook_mid_training_hold_in_later_epochs(default_strategy):
     # The traced step captured the constraints it was traced with; the loop must notice the new ones.
     def install(epoch, logs):
