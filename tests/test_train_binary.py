@@ -158,3 +158,33 @@ def test_lrsd_method_prunes_s_at_the_stage_end_and_fine_tunes_with_its_own_optim
     assert masks and all(path.endswith("s_kernel") for path in masks)
     kept = sum(float(m.sum()) for m in masks.values()) / sum(m.size for m in masks.values())
     assert 0 < kept < 1  # energy ratio 0.9 keeps the fewest largest entries, not all of them
+
+
+@pytest.mark.parametrize("strengths", [dict(kernel_strength=1.0, size_strength=0.0),
+                                       dict(kernel_strength=0.0, size_strength=1.0),
+                                       dict(kernel_strength=1.0, size_strength=1.0)])
+def test_ssr_method_masks_every_group_at_or_below_tau_whichever_regularizers_ran(strengths):
+    import keras
+
+    from configs.smoke import fashion_mnist
+    from sparse_keras import models
+    from sparse_keras.sparsity import masking
+    from train import stages
+
+    config = fashion_mnist.get_config("ssr")
+    config.method.update(strengths)
+    config.method.tau = 0.05
+    stages.check(config)
+    model = models.get("plain_cnn", num_classes=10, input_shape=(28, 28, 1))
+    conv = model.get_layer("conv2")
+    kernel = keras.ops.convert_to_numpy(conv.kernel).copy()
+    kernel[..., 5] = 1e-4  # one whole output kernel k_ij below tau: Omega_1's group and Omega_2's largest cut it
+    conv.kernel.assign(kernel)
+    train, finetune = stages.plan(config, model)
+    train.enter()
+    train.leave()
+    masks = masking.current_masks(model)
+    assert masks[conv.kernel.path][..., 5].max() == 0  # masked for fine-tuning
+    assert masks[conv.kernel.path][..., :5].min() == 1  # the trained kernels stay
+    assert not keras.ops.convert_to_numpy(conv.kernel)[..., 5].any()
+    assert not model.losses  # the penalties are gone for fine-tuning

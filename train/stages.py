@@ -158,8 +158,10 @@ def _ssr(config, model, train):
             complexity.apply_weights(model, complexity.complexity_weights(model, tau=0.0))
 
     def leave():
+        # Threshold while the group lassos are still attached: scheme None groups each kernel as its own
+        # regularizers do (whole kernels for Omega_1, nested rings for Omega_2); detached, nothing would be cut.
+        masks = prune.threshold(model, m.tau)
         attach.unregularize(model, [type(p) for p in penalties])
-        masks = prune.threshold(model, m.tau, scheme=m.size_scheme if m.size_strength > 0 else None)
         masking.install_masks(model, masks)
 
     train.enter, train.leave = enter, leave
