@@ -303,7 +303,14 @@ class LSTBlockII(_LSTBlock):
       activation: ``"relu"`` or ``"relu6"``.
       share_spatial: share T_s over channels (official) or keep a copy per channel.
       spatial_implementation: how T_s is computed, see :class:`SharedSpatialTransform`.
+      resize_width: channels between T_r and T_c; ``None`` (the paper) for ``C_s``. A shrunk block
+        (:mod:`sparse_keras.shrinking`) has fewer when some T_r outputs were constant.
     """
+
+    def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="grouped",
+                 resize_width=None, **kwargs):
+        super().__init__(filters, strides, a, kernel_size, tau, shortcut, **kwargs)
+        self.resize_width = None if resize_width is None else _positive_int("resize_width", resize_width)
 
     def build(self, input_shape):
         in_channels = _channels(input_shape, self.name)
@@ -312,15 +319,16 @@ class LSTBlockII(_LSTBlock):
             raise ValueError(f"LSTBlockII needs filters divisible by a*a={a2}, got filters={self.filters}")
         core = self.filters // a2
         core_shape = (*input_shape[:-1], core)
-        self.resize_conv, self.resize_bn = self._pointwise(core, "resize_conv", dct=False), self._bn("resize_bn")
-        self.resize_relu = self._relu("resize_relu")
+        self.resize = self.resize_width or core
+        self.resize_conv = self._pointwise(self.resize, "resize_conv", dct=False)
+        self.resize_bn, self.resize_relu = self._bn("resize_bn"), self._relu("resize_relu")
         self.channel_conv, self.channel_bn = self._pointwise(core, "channel_conv", dct=True), self._bn("channel_bn")
         self.channel_st = SoftThreshold(self.tau, name="channel_st")
         self.spatial, self.spatial_bn = self._spatial(self.a, "spatial"), self._bn("spatial_bn")
         self.output_st = SoftThreshold(self.tau, name="output_st")
         self.resize_conv.build(input_shape)
-        self.resize_bn.build(core_shape)
-        self.channel_conv.build(core_shape)
+        self.resize_bn.build((*input_shape[:-1], self.resize))
+        self.channel_conv.build((*input_shape[:-1], self.resize))
         self.channel_bn.build(core_shape)
         self.spatial.build(core_shape)
         self.spatial_bn.build(self.compute_output_shape(input_shape))
@@ -336,8 +344,11 @@ class LSTBlockII(_LSTBlock):
         """Multiply-adds of one example with input ``(H, W, C_in)`` (BN and ST not counted)."""
         h, w, c_in = input_shape[-3:]
         core = self.filters // (self.a * self.a)
-        return (h * w * (c_in * core + core * core) + self.spatial.multiply_adds((h, w, core))
+        return (h * w * (c_in + core) * self.resize + self.spatial.multiply_adds((h, w, core))
                 + self._shortcut_multiply_adds(input_shape))
+
+    def get_config(self):
+        return {**super().get_config(), "resize_width": self.resize_width}
 
 
 @keras.saving.register_keras_serializable(package="sparse_keras")
@@ -347,11 +358,15 @@ class LSTBlockI(_LSTBlock):
     ``y = ST(BN(T_r(ReLU(BN(T_s(ST(BN(T_c(x))))))) + D(x))`` with ``C_s = filters`` and ``a**2 * filters``
     channels after T_s (seed 000 Tables I(a), IV-VI: the ``a^2 x C_s`` column). T_c maps ``C_in -> filters``
     with the official ``dct_init(filters, C_in)``. D defaults to the dense 1x1 conv of the official LST-I
-    network. Arguments as :class:`LSTBlockII`.
+    network. Arguments as :class:`LSTBlockII`, and ``core_width``: channels between T_c and T_s, ``None``
+    (the paper) for ``C_s``; a shrunk block (:mod:`sparse_keras.shrinking`) has fewer when some T_c outputs
+    were zero.
     """
 
-    def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="dense", **kwargs):
+    def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="dense", core_width=None,
+                 **kwargs):
         super().__init__(filters, strides, a, kernel_size, tau, shortcut, **kwargs)
+        self.core_width = None if core_width is None else _positive_int("core_width", core_width)
 
     def build(self, input_shape):
         self._build_lst1(input_shape, core=self.filters, spatial_a=self.a, channel_transform=True, residual=True)
@@ -359,6 +374,8 @@ class LSTBlockI(_LSTBlock):
     def _build_lst1(self, input_shape, core, spatial_a, channel_transform, residual):
         """Creates and builds T_c (optional), T_s, T_r, their BNs and activations, and D (if ``residual``)."""
         in_channels = _channels(input_shape, self.name)
+        if channel_transform and self.core_width is not None:
+            core = self.core_width
         self.core, self.residual = core, residual
         core_shape = (*input_shape[:-1], core)
         wide_shape = _strided_shape(input_shape, self.strides, core * spatial_a * spatial_a)
@@ -398,6 +415,9 @@ class LSTBlockI(_LSTBlock):
         return (channel + self.spatial.multiply_adds((h, w, self.core)) + ho * wo * wide * self.filters
                 + self._shortcut_multiply_adds(input_shape))
 
+    def get_config(self):
+        return {**super().get_config(), "core_width": self.core_width}
+
 
 @keras.saving.register_keras_serializable(package="sparse_keras")
 class InvertedLSTBlock(LSTBlockI):
@@ -412,7 +432,7 @@ class InvertedLSTBlock(LSTBlockI):
     Args:
       filters: output channels ``C_out``.
       expansion: MobileNetV2's expansion rate ``E``; ``E * C_in`` must be divisible by ``a * a`` when ``E > 1``.
-      strides, a, kernel_size, share_spatial: as :class:`LSTBlockII`.
+      strides, a, kernel_size, share_spatial: as :class:`LSTBlockII`; ``core_width`` as :class:`LSTBlockI`.
       tau: threshold of the STs (default :data:`RELU6_ST_TAU`).
     """
 

@@ -16,7 +16,7 @@ from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups
 from sparse_keras.shrinking import keras_layers  # noqa: F401  (registers the built-in handlers)
 from sparse_keras.shrinking import kernel_layers  # noqa: F401
-from sparse_keras.shrinking import library_layers  # noqa: F401  (LRSD, CSC)
+from sparse_keras.shrinking import library_layers  # noqa: F401  (LRSD, CSC, LST)
 from sparse_keras.shrinking import plan as plan_lib
 from sparse_keras.sparsity import kernels, structure
 
