@@ -302,3 +302,39 @@ def test_speedup_benchmark_has_a_row_per_method(capsys):
     assert [r["model"] for r in rows] == ["plain_cnn (LRSD)", "plain_cnn (LRSD)", "csc_cnn", "lstnet_resnet20"]
     assert all(r["mac_reduction"] > 1.2 and r["params"][1] < r["params"][0] and np.isfinite(r["efficiency"]) for r in rows)
     assert "lrsd: channels 50% + S zero (U V only)" in capsys.readouterr().out
+
+
+def _zeroed_library_models():
+    lrsd = lrsd_model()
+    assign(lrsd.get_layer("lrsd").u_kernel, zero((..., [1, 4])))
+    assign(lrsd.get_layer("lrsd").s_kernel, zero((..., [1, 4])))
+    csc = csc_model()
+    kill_atoms(csc, [0, 4])
+    lst = lst_model(LSTBlockII(16, name="block"))
+    return {"lrsd": (lrsd, (8, 8, 3)), "csc": (csc, (8, 8, 3)), "lst": (lst, (8, 8, 4))}
+
+
+@pytest.mark.tf_only
+@pytest.mark.parametrize("kind", ["lrsd", "csc", "lst"])
+def test_shrunk_library_models_export_serve_and_convert_to_tflite(kind, tmp_path):
+    import tensorflow as tf
+
+    model, shape = _zeroed_library_models()[kind]
+    shrunk = shrink(model)
+    x = images(shape)
+    expected = model.predict_on_batch(x)
+    directory = os.fspath(tmp_path / "saved")
+    shrunk.export(directory, format="tf_saved_model", verbose=False)
+    loaded = tf.saved_model.load(directory)  # keep it referenced: serve() reads its variables
+    served = np.asarray(loaded.serve(tf.constant(x)))
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+    interpreter = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(directory).convert())
+    detail = interpreter.get_input_details()[0]
+    interpreter.resize_tensor_input(detail["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(detail["index"], x)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    # TFLite fuses and reorders float32 arithmetic: agreement to 1e-4 of the output scale.
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
