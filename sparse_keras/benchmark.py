@@ -76,6 +76,11 @@ def latency(model, input_shape, batch_sizes=(1, 64), runtimes=("tf", "tflite"), 
       repeats: timed runs per entry (after two warm-up runs).
     """
     input_shape = tuple(int(d) for d in input_shape)
+    _check(runtimes, batch_sizes)
+    return {key: timer() for key, timer in _timers(model, input_shape, batch_sizes, runtimes, repeats).items()}
+
+
+def _check(runtimes, batch_sizes):
     bad = [r for r in runtimes if r not in RUNTIMES]
     if bad:
         raise ValueError(f"runtimes must be among {RUNTIMES}, got {bad!r}")
@@ -84,16 +89,20 @@ def latency(model, input_shape, batch_sizes=(1, 64), runtimes=("tf", "tflite"), 
     bad = [b for b in batch_sizes if isinstance(b, bool) or not isinstance(b, int) or b < 1]
     if bad or not batch_sizes:
         raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes!r}")
-    result = {}
+
+
+def _timers(model, input_shape, batch_sizes, runtimes, repeats):
+    """``{(runtime, batch): timer}``, each timer measuring the median seconds of ``repeats`` runs when called."""
     content = tflite_bytes(model) if "tflite" in runtimes else None
+    timers = {}
     for runtime in runtimes:
         for batch in batch_sizes:
             shape = (batch, *input_shape)
             if runtime == "tflite":
-                result[runtime, batch] = tflite_seconds(content, shape, repeats)
+                timers[runtime, batch] = lambda shape=shape: tflite_seconds(content, shape, repeats)
             else:
-                result[runtime, batch] = keras_seconds(model, shape, repeats)
-    return result
+                timers[runtime, batch] = lambda shape=shape: keras_seconds(model, shape, repeats)
+    return timers
 
 
 @dataclasses.dataclass
@@ -147,13 +156,28 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
 
-def compare(original, shrunk, input_shape, batch_sizes=(1, 64), runtimes=("tf", "tflite"), repeats=10):
+def compare(original, shrunk, input_shape, batch_sizes=(1, 64), runtimes=("tf", "tflite"), repeats=10, rounds=3):
     """Compares ``original`` and ``shrunk`` (see :class:`Comparison`); warns (``UserWarning``) where the
-    multiply-adds fell but the latency did not."""
+    multiply-adds fell but the latency did not.
+
+    The two models are timed in ``rounds`` alternating rounds (original, shrunk, shrunk, original, ...) and
+    each keeps its fastest round: timing one model after the other lets a change of machine load (other
+    processes, frequency scaling) pass for a speedup or a slowdown.
+    """
     from sparse_keras import analysis
 
-    before = latency(original, input_shape, batch_sizes, runtimes, repeats)
-    after = latency(shrunk, input_shape, batch_sizes, runtimes, repeats)
+    input_shape = tuple(int(d) for d in input_shape)
+    _check(runtimes, batch_sizes)
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be a positive integer, got rounds={rounds!r}")
+    timers = [_timers(m, input_shape, batch_sizes, runtimes, repeats) for m in (original, shrunk)]
+    best = [{key: float("inf") for key in timers[0]} for _ in timers]
+    for round_index in range(rounds):
+        order = (0, 1) if round_index % 2 == 0 else (1, 0)
+        for key in timers[0]:
+            for i in order:
+                best[i][key] = min(best[i][key], timers[i][key]())
+    before, after = best
     result = Comparison(
         original=original.name,
         shrunk=shrunk.name,

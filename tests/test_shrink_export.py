@@ -100,6 +100,23 @@ def test_compare_measures_both_models():
     assert ("keras", 2) in result.latency and "speedup / MAC reduction" in result.to_markdown()
 
 
+def test_compare_alternates_the_models_and_keeps_each_ones_fastest_round(monkeypatch):
+    model = models.get("plain_cnn", input_shape=(8, 8, 1), widths=(4,), kernel_sizes=(3,), pool_after=())
+    shrunk = shrink(model)
+    calls, clock = [], iter([5.0, 4.0, 1.0, 9.0, 3.0, 2.0])  # a machine whose load changes from round to round
+
+    def fake_seconds(timed, input_shape, repeats=10, warmup=2):
+        calls.append("original" if timed is model else "shrunk")
+        return next(clock)
+
+    monkeypatch.setattr(benchmark, "keras_seconds", fake_seconds)
+    result = benchmark.compare(model, shrunk, (8, 8, 1), batch_sizes=(2,), runtimes=("keras",), rounds=3)
+    assert calls == ["original", "shrunk", "shrunk", "original", "original", "shrunk"]
+    assert result.latency["keras", 2] == (3.0, 1.0)  # min(5, 9, 3) and min(4, 1, 2)
+    with pytest.raises(ValueError, match="rounds=0"):
+        benchmark.compare(model, shrunk, (8, 8, 1), batch_sizes=(2,), runtimes=("keras",), rounds=0)
+
+
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="test-time budget: ~35 s of compilation on JAX")
 def test_speedup_benchmark_quick_run_prints_ratios(capsys):
     from benchmarks import shrink_speedup
