@@ -75,7 +75,8 @@ def test_bad_sweep_config_fails_naming_the_value():
 @pytest.mark.tf_only
 @pytest.mark.slow
 def test_tiny_sweep_end_to_end_on_real_fashion_mnist(tmp_path):
-    """512 real images, one strong alpha: a smaller learned network, its uniform twin, plots, table, exports."""
+    """512 real images, one strong alpha: a smaller learned network, its uniform twin, the learned architecture
+    trained again from scratch, plots, table, exports."""
     import tensorflow as tf
 
     from configs.ssr import smoke
@@ -85,21 +86,44 @@ def test_tiny_sweep_end_to_end_on_real_fashion_mnist(tmp_path):
     config.sweep.alphas = (smoke.STRONG_ALPHA,)
     config.sweep.variants = ("plain",)
     config.sweep.dense_baseline = False
+    config.sweep.retrain = True
     points = sweep.run(config, str(tmp_path))
 
-    learned, uniform = points
+    learned, uniform, retrained = points
     assert learned.kind == "learned" and uniform.kind == "uniform"
+    assert retrained.label == f"{learned.label}, retrained" and retrained.deployed_macs == learned.deployed_macs
     assert learned.macs < frontier_base_macs(config)  # the regularizer removed structure
     assert abs(uniform.deployed_macs - learned.deployed_macs) <= 0.25 * learned.deployed_macs  # same cost, thinned
     assert all(p.latency_ms[1] > 0 and 0 <= p.accuracy <= 1 for p in points)
     for name in ("frontier.png", "widths.png", "sizes.png", "frontier.md", "frontier.csv", "frontier.json"):
         assert os.path.getsize(tmp_path / name) > 0
-    assert len(json.load(open(tmp_path / "frontier.json"))) == 2
+    assert len(json.load(open(tmp_path / "frontier.json"))) == 3
     exported = tf.saved_model.load(str(tmp_path / "plain" / f"alpha_{smoke.STRONG_ALPHA:.3g}" / "saved_model"))
     assert exported.serve(tf.zeros((2, 28, 28, 1))).shape == (2, 10)
     # A second run resumes: every point is finished, nothing is trained again, the same rows come back.
     again = sweep.run(config, str(tmp_path))
     assert [(p.kind, p.macs, p.accuracy) for p in again] == [(p.kind, p.macs, p.accuracy) for p in points]
+
+
+@pytest.mark.tf_only
+def test_retraining_uses_the_baselines_recipe_on_the_saved_architecture(tmp_path):
+    from configs.ssr import smoke
+    from sparse_keras.models import keras_file
+    from train import sweep
+
+    config = smoke.get_config()
+    base = models.get(config.model.name, num_classes=10, input_shape=(28, 28, 1), **dict(config.model.kwargs))
+    path = str(tmp_path / "arch.keras")
+    keras_file.reinitialized(base, like=base).save(path)
+    retrain = sweep.retrain_config(config, path)
+    assert retrain.method.name == "none" and retrain.epochs == config.epochs + config.method.finetune_epochs
+    assert (retrain.model.name, dict(retrain.model.kwargs)) == ("keras_file", {"path": path, "reinitialize": True})
+    model = models.get("keras_file", num_classes=10, input_shape=(28, 28, 1), **dict(retrain.model.kwargs))
+    assert model.count_params() == base.count_params()
+    with pytest.raises(ValueError, match="num_classes=7"):
+        models.get("keras_file", num_classes=7, input_shape=(28, 28, 1), path=path)
+    with pytest.raises(ValueError, match="nowhere.keras"):
+        models.get("keras_file", num_classes=10, input_shape=(28, 28, 1), path="/nowhere.keras")
 
 
 def frontier_base_macs(config):

@@ -15,7 +15,10 @@ every point resumes on its own and a finished point is not trained again.
 Then, unless turned off: the dense base architecture (``dense/``, method none, as many epochs in all) and,
 for every learned point, the base with every width scaled so that its multiply-adds match those of that
 point's exported model
-(``uniform_<variant>_<a>/``, trained the same way). The latency of every exported model is measured in this
+(``uniform_<variant>_<a>/``, trained the same way). With ``config.sweep.retrain``, every learned
+architecture is also trained again from scratch (``retrained_<variant>_<a>/``: the shrunk model with fresh
+weights, as many epochs as the baselines): the comparison of architectures alone, without the advantage or
+handicap of the weights the regularized run left. The latency of every exported model is measured in this
 one process, side by side (:func:`sparse_keras.benchmark.latency`, TensorFlow runtime).
 
 Writes to ``workdir``: ``frontier.{md,csv,json}`` (one row per point), ``frontier.png`` (accuracy vs
@@ -55,6 +58,8 @@ def check_config(config):
     batches = tuple(sweep.latency_batch_sizes)
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
         raise ValueError(f"config.sweep.latency_batch_sizes must be positive integers, got {sweep.latency_batch_sizes!r}")
+    if not isinstance(sweep.get("retrain", False), bool):
+        raise ValueError(f"config.sweep.retrain must be True or False, got {sweep.get('retrain')!r}")
     if config.method.get("name") != "ssr":
         raise ValueError(f"config.method.name must be 'ssr' for a sweep, got {config.method.get('name')!r}")
     for alpha in alphas[:1]:
@@ -84,6 +89,27 @@ def baseline_config(config, width_multiplier=None):
         if width_multiplier is not None:
             point.model.kwargs.width_multiplier = width_multiplier * config.model.kwargs.get("width_multiplier", 1.0)
     return point
+
+
+def retrain_config(config, architecture_path):
+    """The baselines' recipe on the architecture saved at ``architecture_path``, from fresh weights."""
+    point = baseline_config(config)
+    with point.unlocked():
+        point.model.name = "keras_file"
+        point.model.kwargs = type(point.model)({"path": architecture_path, "reinitialize": True})
+    return point
+
+
+def _write_architecture(point_dir, base):
+    """``<point_dir>/architecture_init.keras``: the point's exported model with ``base``'s initializers."""
+    from sparse_keras import io
+    from sparse_keras.models import keras_file
+
+    path = os.path.join(point_dir, "architecture_init.keras")
+    if not os.path.exists(path):
+        with io.atomic_path(path) as tmp:
+            keras_file.reinitialized(_exported(point_dir), like=base).save(tmp)
+    return path
 
 
 def _train_once(config, workdir, weighted=False):
@@ -219,6 +245,18 @@ def run(config, workdir):
             rows.append(dict(kind="uniform", label="uniformly thinned", alpha=learned["alpha"],
                              accuracy=summary["test_accuracy"], macs=summary["base_macs"], width_multiplier=multiplier,
                              workdir=uniform_dir, **_costs(uniform_dir)))
+
+    if sweep.get("retrain", False):
+        for learned in [r for r in rows if r["kind"] == "learned"]:
+            variant = "omega3" if learned["label"].startswith("Omega_3") else "plain"
+            path = _write_architecture(learned["workdir"], build(1.0))
+            retrain_dir = os.path.join(workdir, f"retrained_{variant}_{_point_name(learned['alpha'])}")
+            print(f"=== the architecture of {learned['label']}, alpha {learned['alpha']:g}, from scratch -> {retrain_dir}")
+            summary = _train_once(retrain_config(config, path), retrain_dir)
+            costs = _costs(retrain_dir)
+            rows.append(dict(kind="learned", label=f"{learned['label']}, retrained", alpha=learned["alpha"],
+                             accuracy=summary["test_accuracy"], macs=costs["deployed_macs"], workdir=retrain_dir,
+                             **costs))
 
     print(f"=== timing {len(rows)} exported models, {sweep.latency_rounds} rounds")
     batches = tuple(sweep.latency_batch_sizes)

@@ -10,6 +10,7 @@ from sparse_keras.models import resnet_cifar
 from sparse_keras.models import lstnet, resnet_imagenet
 from sparse_keras.models import sdnet
 from sparse_keras.models import ssr_paper  # seed 004 Table 2 base architectures
+from sparse_keras.models import keras_file  # a saved (e.g. learned) architecture, optionally re-initialised
 from sparse_keras.models.registry import available
 from sparse_keras.models.registry import get
 from sparse_keras.models.registry import register
