@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from export_checks import assert_export_serves_and_converts_to_tflite
 
 from sparse_keras import benchmark, models
 from sparse_keras.shrinking import shrink, synthetic
@@ -44,24 +45,9 @@ def test_keras_file_round_trip(models_pair, tmp_path):
 
 @pytest.mark.tf_only
 def test_saved_model_export_serves_and_converts_to_tflite(models_pair, tmp_path):
-    import tensorflow as tf
-
     model, shrunk, x = models_pair
     expected = keras.ops.convert_to_numpy(model(x, training=False))
-    directory = os.fspath(tmp_path / "saved")
-    shrunk.export(directory, format="tf_saved_model", verbose=False)
-    loaded = tf.saved_model.load(directory)
-    _close(np.asarray(loaded.serve(tf.constant(x))), expected)
-
-    interpreter = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(directory).convert())
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    # TFLite fuses and reorders float32 arithmetic: agreement to 1e-4 of the output scale.
-    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    assert_export_serves_and_converts_to_tflite(shrunk, x, expected, os.fspath(tmp_path / "saved"))
 
 
 def test_latency_times_each_runtime_and_batch_size():

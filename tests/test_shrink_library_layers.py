@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from export_checks import assert_export_serves_and_converts_to_tflite
 
 from sparse_keras import analysis
 from sparse_keras.layers import CSCConv2D, InvertedLSTBlock, LRSDConv2D, LRSDDense, LSTBlockI, LSTBlockII
@@ -317,24 +318,8 @@ def _zeroed_library_models():
 @pytest.mark.tf_only
 @pytest.mark.parametrize("kind", ["lrsd", "csc", "lst"])
 def test_shrunk_library_models_export_serve_and_convert_to_tflite(kind, tmp_path):
-    import tensorflow as tf
-
     model, shape = _zeroed_library_models()[kind]
     shrunk = shrink(model)
     x = images(shape)
     expected = model.predict_on_batch(x)
-    directory = os.fspath(tmp_path / "saved")
-    shrunk.export(directory, format="tf_saved_model", verbose=False)
-    loaded = tf.saved_model.load(directory)  # keep it referenced: serve() reads its variables
-    served = np.asarray(loaded.serve(tf.constant(x)))
-    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
-
-    interpreter = tf.lite.Interpreter(model_content=tf.lite.TFLiteConverter.from_saved_model(directory).convert())
-    detail = interpreter.get_input_details()[0]
-    interpreter.resize_tensor_input(detail["index"], x.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(detail["index"], x)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    # TFLite fuses and reorders float32 arithmetic: agreement to 1e-4 of the output scale.
-    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+    assert_export_serves_and_converts_to_tflite(shrunk, x, expected, os.fspath(tmp_path / "saved"))
