@@ -30,6 +30,14 @@ leaves, placed at random (half of the output channels unless said otherwise):
   slices reading them, and zero conv kernels.
 * ``lst``: ``lstnet_resnet20``: zero T_r output kernels in every LST-II block (shrink drops them).
 
+The rows above are thin networks (8-64 channels) whose time on a CPU is mostly per-layer overhead; the
+next ones put each method into the network its own paper uses, where the convolutions dominate the time:
+
+* ``lrsd_vgg``: seed 003's CIFAR VGG (``vgg7_slim(lrsd=True)``, rank 1), zeros as ``lrsd``.
+* ``csc_sdnet``: seed 001's ``sdnet18_all`` (every 3x3 conv of ResNet-18 a CSC layer), zeros as ``csc``.
+* ``lst1``: the LST-I ResNet-20 (``block="lst1"``): zero T_c output kernels, which takes out the core
+  channel, its ``a * a`` T_s maps, their BN and T_r's inputs (``core_width``).
+
 Their multiply-adds count every factor, FISTA iteration and transform (:func:`multiply_adds`).
 """
 
@@ -43,7 +51,7 @@ import keras
 import numpy as np
 
 from sparse_keras import analysis, benchmark, models
-from sparse_keras.layers import CSCConv2D, LRSDConv2D, LRSDDense, LSTBlockII
+from sparse_keras.layers import CSCConv2D, LRSDConv2D, LRSDDense, LSTBlockI, LSTBlockII
 from sparse_keras.models import lstnet
 from sparse_keras.shrinking import shrink, synthetic
 from sparse_keras.sparsity import energy
@@ -56,7 +64,7 @@ SPARSITY = {
     "channels 50% + sizes": dict(channel_fraction=0.5, shrink_fraction=0.7),
     "channels 75%": dict(channel_fraction=0.75, shrink_fraction=0.0),
 }
-METHODS = ("lrsd", "lrsd_low_rank", "csc", "lst")
+METHODS = ("lrsd", "lrsd_low_rank", "lrsd_vgg", "csc", "csc_sdnet", "lst", "lst1")
 QUICK = {"batch_size": 4, "steps": 1, "rounds": 2, "input_size": 16, "models": "plain_cnn", "methods": ""}
 
 
@@ -123,8 +131,16 @@ def measure_method(method, args):
     return {"model": model_name, "sparsity": sparsity, **_timed(dense, shrunk, macs, args)}
 
 
+def _output_difference(dense, shrunk, shape):
+    """Largest output difference of the two models on two random images, relative to the largest output."""
+    x = np.random.default_rng(2).normal(size=(2, *shape)).astype("float32")
+    expected = np.asarray(dense.predict_on_batch(x))
+    return float(np.abs(np.asarray(shrunk.predict_on_batch(x)) - expected).max() / max(np.abs(expected).max(), 1e-30))
+
+
 def _timed(dense, shrunk, macs, args):
     shape = tuple(dense.inputs[0].shape[1:])
+    difference = _output_difference(dense, shrunk, shape)
     runs = [_runner(m, (args.batch_size, *shape), args.runtime) for m in (dense, shrunk)]
     for run in runs:
         _block(run, 2)  # compile / allocate
@@ -145,6 +161,7 @@ def _timed(dense, shrunk, macs, args):
         "mac_reduction": macs[0] / macs[1],
         "efficiency": speedup / (macs[0] / macs[1]),
         "grouped": sum(1 for form, _ in shrunk.shrink_choices.values() if form == "grouped"),
+        "output_difference": difference,
     }
 
 
@@ -152,28 +169,41 @@ def _sparsified(method, shape, rng):
     """``(model, model label, zeros label)``: a fresh network of ``method`` with its zeros in place."""
     if method in ("lrsd", "lrsd_low_rank"):
         model = models.get("plain_cnn", num_classes=10, input_shape=shape, lrsd=True, rank="K/4")
-        for layer in model.layers[:-1]:
-            if isinstance(layer, (LRSDConv2D, LRSDDense)):
-                _zero_lrsd_outputs(layer, rng.random(layer.outputs) < 0.5, method == "lrsd_low_rank")
+        _zero_lrsd_model(model, rng, zero_sparse=method == "lrsd_low_rank")
         label = "S energy 0.9" if method == "lrsd" else "S zero (U V only)"
         return model, "plain_cnn (LRSD)", f"lrsd: channels 50% + {label}"
-    if method == "csc":
-        model = csc_cnn(shape)
+    if method == "lrsd_vgg":
+        model = models.get("vgg7_slim", num_classes=10, input_shape=shape, lrsd=True, rank="1")
+        _zero_lrsd_model(model, rng, zero_sparse=False)
+        return model, "vgg7_slim (LRSD, rank 1)", "lrsd: channels 50% + S energy 0.9"
+    if method in ("csc", "csc_sdnet"):
+        model = csc_cnn(shape) if method == "csc" else models.get("sdnet18_all", num_classes=10, input_shape=shape)
         synthetic.zero_structures(model, channel_fraction=0.5, seed=1)
         dead = None
         for layer in model.layers:
             if isinstance(layer, CSCConv2D):
                 dead = _zero_atoms(layer, rng.random(layer.filters) < 0.5, dead)
-        return model, "csc_cnn", "csc: atoms / channels 50%"
-    if method == "lst":
-        model = models.get("lstnet_resnet20", num_classes=10, input_shape=shape)
+        return model, model.name, "csc: atoms / channels 50%"
+    if method in ("lst", "lst1"):
+        block = "lst2" if method == "lst" else "lst1"
+        model = models.get("lstnet_resnet20", num_classes=10, input_shape=shape, block=block)
         for layer in model.layers:
-            if isinstance(layer, LSTBlockII):
-                kernel = keras.ops.convert_to_numpy(layer.resize_conv.kernel).copy()
+            # LST-II loses T_r outputs (resize_width), LST-I T_c outputs with all they feed (core_width).
+            if isinstance(layer, (LSTBlockII, LSTBlockI)):
+                conv = layer.resize_conv if block == "lst2" else layer.channel_conv
+                kernel = keras.ops.convert_to_numpy(conv.kernel).copy()
                 kernel[..., rng.random(kernel.shape[-1]) < 0.5] = 0
-                layer.resize_conv.kernel.assign(kernel)
-        return model, "lstnet_resnet20", "lst: T_r outputs 50%"
+                conv.kernel.assign(kernel)
+        if block == "lst2":
+            return model, "lstnet_resnet20", "lst: T_r outputs 50%"
+        return model, "lstnet_resnet20 (LST-I)", "lst: T_c outputs 50%"
     raise ValueError(f"--methods holds {method!r}; allowed: {METHODS}")
+
+
+def _zero_lrsd_model(model, rng, zero_sparse):
+    for layer in model.layers[:-1]:
+        if isinstance(layer, (LRSDConv2D, LRSDDense)):
+            _zero_lrsd_outputs(layer, rng.random(layer.outputs) < 0.5, zero_sparse)
 
 
 def _zero_lrsd_outputs(layer, dead, zero_sparse):
@@ -236,14 +266,14 @@ def format_table(rows, args, command):
         f"device: {benchmark_device()}",
         "",
         "| model | zeroed | params dense -> shrunk | MACs dense -> shrunk | MAC reduction | ms/batch dense -> shrunk "
-        "| measured speedup | speedup / MAC reduction | grouped convs | verdict (>= 0.8) |",
-        "|---|---|---|---|---:|---|---:|---:|---:|---|",
+        "| measured speedup | speedup / MAC reduction | grouped convs | max rel. output diff | verdict (>= 0.8) |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['sparsity']} | {r['params'][0]:,} -> {r['params'][1]:,} | "
             f"{r['macs'][0] / 1e6:.1f}M -> {r['macs'][1] / 1e6:.1f}M | {r['mac_reduction']:.2f}x | "
-            f"{r['ms'][0]:.1f} -> {r['ms'][1]:.1f} | {r['speedup']:.2f}x | **{r['efficiency']:.2f}** | {r['grouped']} | "
+            f"{r['ms'][0]:.1f} -> {r['ms'][1]:.1f} | {r['speedup']:.2f}x | **{r['efficiency']:.2f}** | {r['grouped']} | {r['output_difference']:.1e} | "
             f"{'PASS' if r['efficiency'] >= TARGET else 'FAIL'} |"
         )
     return "\n".join(lines)

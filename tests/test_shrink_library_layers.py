@@ -300,8 +300,10 @@ def test_speedup_benchmark_has_a_row_per_method(capsys):
     from benchmarks import shrink_speedup
 
     rows = shrink_speedup.main(["--quick", "--models", "", "--methods", ",".join(shrink_speedup.METHODS), "--input_size", "8"])
-    assert [r["model"] for r in rows] == ["plain_cnn (LRSD)", "plain_cnn (LRSD)", "csc_cnn", "lstnet_resnet20"]
+    assert [r["model"] for r in rows] == ["plain_cnn (LRSD)", "plain_cnn (LRSD)", "vgg7_slim (LRSD, rank 1)", "csc_cnn",
+                                          "sdnet18_all", "lstnet_resnet20", "lstnet_resnet20 (LST-I)"]
     assert all(r["mac_reduction"] > 1.2 and r["params"][1] < r["params"][0] and np.isfinite(r["efficiency"]) for r in rows)
+    assert all(r["output_difference"] < 1e-5 for r in rows)
     assert "lrsd: channels 50% + S zero (U V only)" in capsys.readouterr().out
 
 
