@@ -17,6 +17,7 @@ import dataclasses
 import io as _io
 import json
 import math
+import statistics
 
 from sparse_keras import io
 from sparse_keras import visualize
@@ -40,6 +41,8 @@ class FrontierPoint:
     width_multiplier: float | None = None
     layers: list = dataclasses.field(default_factory=list)
     workdir: str = ""
+    seed: int | None = None  # the run's random seed, when a sweep repeats every point over several
+    twin_of: str = ""  # uniform points: the label of the learned series whose multiply-adds they match
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -68,11 +71,13 @@ def from_json(text):
 def write_table(points, prefix):
     """Writes ``prefix.md``, ``prefix.csv`` and ``prefix.json`` (one row per point); returns the paths."""
     batches = sorted({b for p in points for b in p.latency_ms})
-    header = ["kind", "label", "alpha", "accuracy", "params", "macs", "deployed_macs",
+    seeded = any(p.seed is not None for p in points)
+    header = [*(["seed"] if seeded else []), "kind", "label", "alpha", "accuracy", "params", "macs", "deployed_macs",
               *[f"latency_ms_b{b}" for b in batches], "depth", "width_multiplier", "widths", "sizes"]
     rows = []
     for p in points:
-        rows.append([p.kind, p.label, "" if p.alpha is None else f"{p.alpha:.3g}", f"{p.accuracy:.4f}", p.params,
+        rows.append([*([("" if p.seed is None else str(p.seed))] if seeded else []),
+                     p.kind, p.label, "" if p.alpha is None else f"{p.alpha:.3g}", f"{p.accuracy:.4f}", p.params,
                      p.macs, p.deployed_macs, *[f"{p.latency_ms[b]:.3f}" if b in p.latency_ms else "" for b in batches],
                      p.depth, "" if p.width_multiplier is None else f"{p.width_multiplier:.3f}",
                      " ".join(map(str, p.widths)), " | ".join(p.sizes)])
@@ -89,6 +94,73 @@ def write_table(points, prefix):
     return paths
 
 
+def compare_with_uniform(points):
+    """Seed 004's claim put to the test: each learned architecture against the uniformly thinned base of the
+    same multiply-adds (its twin: same seed, same alpha, ``twin_of`` naming the learned series).
+
+    Returns one dict per learned point that has a twin (the regularized run's weights and, where the sweep
+    retrained it, the same architecture from scratch are both compared): ``seed``, ``label``, ``alpha``, the
+    two accuracies and their difference (learned minus uniform, in points), both exported multiply-adds,
+    ``latency_ratio`` (uniform / learned per batch size: above 1 means the learned one is faster) and ``wins``:
+    more accurate *and* measured faster at every batch size timed.
+    """
+    twins = {(p.seed, p.alpha, p.twin_of): p for p in points if p.kind == "uniform" and p.twin_of}
+    pairs = []
+    for p in points:
+        if p.kind != "learned":
+            continue
+        twin = twins.get((p.seed, p.alpha, p.label.removesuffix(RETRAINED)))
+        if twin is None:
+            continue
+        ratio = {b: twin.latency_ms[b] / p.latency_ms[b] for b in sorted(p.latency_ms) if b in twin.latency_ms
+                 and p.latency_ms[b] > 0}
+        pairs.append({
+            "seed": p.seed, "label": p.label, "alpha": p.alpha,
+            "accuracy": p.accuracy, "uniform_accuracy": twin.accuracy,
+            "accuracy_gain": 100.0 * (p.accuracy - twin.accuracy),
+            "deployed_macs": p.deployed_macs, "uniform_macs": twin.deployed_macs,
+            "latency_ratio": ratio,
+            "wins": bool(ratio) and p.accuracy > twin.accuracy and all(r > 1.0 for r in ratio.values()),
+        })
+    return pairs
+
+
+RETRAINED = ", retrained"  # suffix of the label of a learned architecture trained again from scratch
+
+
+def write_comparison(points, path):
+    """Writes :func:`compare_with_uniform` as markdown: one row per pair, then per series and alpha the mean
+    and spread over seeds. Returns the pairs (an empty list writes nothing)."""
+    pairs = compare_with_uniform(points)
+    if not pairs:
+        return pairs
+    batches = sorted({b for pair in pairs for b in pair["latency_ratio"]})
+    lines = ["| seed | learned | alpha | accuracy | uniform twin | gain (points) | MACs learned / twin | "
+             + " | ".join(f"speed vs twin b{b}" for b in batches) + " | more accurate and faster |",
+             "|---|---|---|---:|---:|---:|---|" + "---:|" * len(batches) + "---|"]
+    for pair in pairs:
+        lines.append(
+            f"| {'' if pair['seed'] is None else pair['seed']} | {pair['label']} | {pair['alpha']:.3g} | "
+            f"{pair['accuracy']:.4f} | {pair['uniform_accuracy']:.4f} | {pair['accuracy_gain']:+.2f} | "
+            f"{pair['deployed_macs']:,} / {pair['uniform_macs']:,} | "
+            + " | ".join(f"{pair['latency_ratio'][b]:.2f}x" if b in pair["latency_ratio"] else "" for b in batches)
+            + f" | {'yes' if pair['wins'] else 'no'} |")
+    lines += ["", "| learned | alpha | runs | gain mean (points) | gain min / max | "
+              + " | ".join(f"speed b{b} mean" for b in batches) + " | wins |",
+              "|---|---|---:|---:|---|" + "---:|" * len(batches) + "---:|"]
+    groups = {}
+    for pair in pairs:
+        groups.setdefault((pair["label"], pair["alpha"]), []).append(pair)
+    for (label, alpha), group in groups.items():
+        gains = [g["accuracy_gain"] for g in group]
+        speeds = [statistics.fmean(g["latency_ratio"][b] for g in group if b in g["latency_ratio"]) for b in batches]
+        lines.append(f"| {label} | {alpha:.3g} | {len(group)} | {statistics.fmean(gains):+.2f} | "
+                     f"{min(gains):+.2f} / {max(gains):+.2f} | " + " | ".join(f"{v:.2f}x" for v in speeds)
+                     + f" | {sum(g['wins'] for g in group)}/{len(group)} |")
+    io.write_text(path, "\n".join(lines) + "\n")
+    return pairs
+
+
 def plot_frontier(points, path, latency_batch=None, title=None):
     """Accuracy vs multiply-adds (left) and vs measured latency at ``latency_batch`` (right; default the
     smallest batch measured). Learned series are lines (one per label), uniform baselines crosses, the dense
@@ -103,14 +175,16 @@ def plot_frontier(points, path, latency_batch=None, title=None):
         (axes[0], lambda p: p.deployed_macs, "multiply-adds per image of the exported model"),
         (axes[1], lambda p: p.latency_ms.get(batch, math.nan), f"measured latency, ms per batch of {batch}"),
     ):
-        for label in dict.fromkeys(p.label for p in points if p.kind == "learned"):
-            series = sorted((p for p in points if p.kind == "learned" and p.label == label), key=x_of)
-            ax.plot([x_of(p) for p in series], [p.accuracy for p in series], "o-", label=f"learned, {label}")
+        seeded = any(p.seed is not None for p in points)
+        for label, seed in dict.fromkeys((p.label, p.seed) for p in points if p.kind == "learned"):
+            series = sorted((p for p in points if p.kind == "learned" and (p.label, p.seed) == (label, seed)), key=x_of)
+            name = f"learned, {label}" + (f", seed {seed}" if seeded else "")
+            ax.plot([x_of(p) for p in series], [p.accuracy for p in series], "o-", label=name)
             for p in series:
                 ax.annotate(f"{p.alpha:.2g}", (x_of(p), p.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points")
         uniform = sorted((p for p in points if p.kind == "uniform"), key=x_of)
-        if uniform:
-            ax.plot([x_of(p) for p in uniform], [p.accuracy for p in uniform], "x--", color="gray",
+        if uniform:  # one line only when it is one run's: across seeds it would zigzag
+            ax.plot([x_of(p) for p in uniform], [p.accuracy for p in uniform], "x" if seeded else "x--", color="gray",
                     label="uniformly thinned base")
         for p in (p for p in points if p.kind == "dense"):
             ax.plot([x_of(p)], [p.accuracy], "k*", markersize=12, label="dense base")

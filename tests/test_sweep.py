@@ -57,6 +57,32 @@ def test_plots_are_written(tmp_path):
         frontier.plot_width_family([_point("dense", None)], str(tmp_path / "x.png"))
 
 
+def test_each_learned_architecture_is_compared_with_its_uniform_twin_of_the_same_seed_and_alpha(tmp_path):
+    def point(kind, seed, accuracy, label="Omega_1", b1=1.0, b64=10.0, twin_of=""):
+        return frontier.FrontierPoint(kind, label, 0.04, accuracy, params=10, macs=100, deployed_macs=100,
+                                      latency_ms={1: b1, 64: b64}, depth=2, seed=seed, twin_of=twin_of)
+
+    points = [
+        point("learned", 0, 0.70),  # the regularized weights: less accurate than the twin
+        point("learned", 0, 0.82, label="Omega_1, retrained", b1=0.8, b64=9.0),  # more accurate and faster
+        point("uniform", 0, 0.80, label="uniformly thinned", twin_of="Omega_1"),
+        point("learned", 1, 0.81, label="Omega_1, retrained", b1=1.1, b64=9.0),  # more accurate, slower at b1
+        point("uniform", 1, 0.79, label="uniformly thinned", twin_of="Omega_1"),
+        point("uniform", 1, 0.99, label="uniformly thinned", twin_of="Omega_3 (Omega_1)"),  # another series' twin
+        point("dense", None, 0.9, label="dense base"),
+    ]
+    pairs = frontier.compare_with_uniform(points)
+    assert [(p["seed"], p["label"], p["wins"]) for p in pairs] == [
+        (0, "Omega_1", False), (0, "Omega_1, retrained", True), (1, "Omega_1, retrained", False)]
+    assert pairs[1]["accuracy_gain"] == pytest.approx(2.0) and pairs[1]["latency_ratio"] == pytest.approx({1: 1.25, 64: 10 / 9})
+    assert pairs[2]["latency_ratio"][1] == pytest.approx(1 / 1.1)
+    frontier.write_comparison(points, str(tmp_path / "c.md"))
+    text = open(tmp_path / "c.md").read()
+    assert "| Omega_1, retrained | 0.04 | 2 | +2.00 | +2.00 / +2.00 |" in text and "| 1/2 |" in text
+    assert frontier.write_comparison([p for p in points if p.kind != "uniform"], str(tmp_path / "none.md")) == []
+    assert not os.path.exists(tmp_path / "none.md")
+
+
 @pytest.mark.tf_only
 def test_bad_sweep_config_fails_naming_the_value():
     from configs.ssr import smoke
@@ -69,6 +95,10 @@ def test_bad_sweep_config_fails_naming_the_value():
     config = smoke.get_config()
     config.sweep.alphas = (1e-3, -1.0)
     with pytest.raises(ValueError, match="-1.0"):
+        sweep.check_config(config)
+    config = smoke.get_config()
+    config.sweep.seeds = (0, 0)
+    with pytest.raises(ValueError, match=r"seeds must be distinct .* \(0, 0\)"):
         sweep.check_config(config)
 
 
@@ -87,18 +117,23 @@ def test_tiny_sweep_end_to_end_on_real_fashion_mnist(tmp_path):
     config.sweep.variants = ("plain",)
     config.sweep.dense_baseline = False
     config.sweep.retrain = True
+    config.sweep.seeds = (3,)  # the multi-seed layout, at the cost of one seed
     points = sweep.run(config, str(tmp_path))
 
     learned, uniform, retrained = points
-    assert learned.kind == "learned" and uniform.kind == "uniform"
+    assert learned.kind == "learned" and uniform.kind == "uniform" and uniform.twin_of == learned.label
     assert retrained.label == f"{learned.label}, retrained" and retrained.deployed_macs == learned.deployed_macs
+    assert {p.seed for p in points} == {3}
     assert learned.macs < frontier_base_macs(config)  # the regularizer removed structure
     assert abs(uniform.deployed_macs - learned.deployed_macs) <= 0.25 * learned.deployed_macs  # same cost, thinned
     assert all(p.latency_ms[1] > 0 and 0 <= p.accuracy <= 1 for p in points)
-    for name in ("frontier.png", "widths.png", "sizes.png", "frontier.md", "frontier.csv", "frontier.json"):
+    for name in ("frontier.png", "seed_3/widths.png", "seed_3/sizes.png", "frontier.md", "frontier.csv",
+                 "frontier.json", "comparison.md"):
         assert os.path.getsize(tmp_path / name) > 0
     assert len(json.load(open(tmp_path / "frontier.json"))) == 3
-    exported = tf.saved_model.load(str(tmp_path / "plain" / f"alpha_{smoke.STRONG_ALPHA:.3g}" / "saved_model"))
+    comparison = open(tmp_path / "comparison.md").read()
+    assert f"| 3 | {learned.label} |" in comparison and f"| 3 | {retrained.label} |" in comparison
+    exported = tf.saved_model.load(str(tmp_path / "seed_3" / "plain" / f"alpha_{smoke.STRONG_ALPHA:.3g}" / "saved_model"))
     assert exported.serve(tf.zeros((2, 28, 28, 1))).shape == (2, 10)
     # A second run resumes: every point is finished, nothing is trained again, the same rows come back.
     again = sweep.run(config, str(tmp_path))

@@ -21,8 +21,15 @@ weights, as many epochs as the baselines): the comparison of architectures alone
 handicap of the weights the regularized run left. The latency of every exported model is measured in this
 one process, side by side (:func:`sparse_keras.benchmark.latency`, TensorFlow runtime).
 
+With ``config.sweep.seeds`` (e.g. ``(0, 1, 2)``) all of the above is repeated for every seed, each in
+``seed_<s>/``, and the outputs below gather every seed's points (a ``seed`` column): one run per seed is the
+only way to tell an architecture's advantage from the spread between runs.
+
 Writes to ``workdir``: ``frontier.{md,csv,json}`` (one row per point), ``frontier.png`` (accuracy vs
-multiply-adds and vs latency), ``widths.png`` (seed 004 Fig. 1) and ``sizes.png`` (Fig. 3).
+multiply-adds and vs latency), ``comparison.md`` (every learned architecture against its uniformly thinned
+twin of the same multiply-adds: accuracy gain, measured speed ratio, per seed and averaged;
+:func:`sparse_keras.frontier.compare_with_uniform`), ``widths.png`` (seed 004 Fig. 1) and ``sizes.png``
+(Fig. 3), per seed in ``seed_<s>/`` when there are several.
 """
 
 import copy
@@ -58,6 +65,9 @@ def check_config(config):
     batches = tuple(sweep.latency_batch_sizes)
     if not batches or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in batches):
         raise ValueError(f"config.sweep.latency_batch_sizes must be positive integers, got {sweep.latency_batch_sizes!r}")
+    seeds = tuple(sweep.get("seeds", ()))
+    if any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds) or len(set(seeds)) < len(seeds):
+        raise ValueError(f"config.sweep.seeds must be distinct non-negative integers, got {sweep.get('seeds')!r}")
     if not isinstance(sweep.get("retrain", False), bool):
         raise ValueError(f"config.sweep.retrain must be True or False, got {sweep.get('retrain')!r}")
     if config.method.get("name") != "ssr":
@@ -191,15 +201,63 @@ def _latencies(workdirs, input_shape, batches, repeats, rounds):
 def run(config, workdir):
     """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`."""
     check_config(config)
-    from sparse_keras import analysis, frontier, io, models
+    from sparse_keras import frontier, io
     from sparse_keras import data as data_lib
 
     common.prepare_workdir(workdir)
     sweep = config.sweep
+    seeds = tuple(sweep.get("seeds", ()))
+    if seeds:
+        rows = []
+        for seed in seeds:
+            seeded = copy.deepcopy(config)
+            with seeded.unlocked():
+                seeded.seed = seed
+            seed_dir = common.prepare_workdir(os.path.join(workdir, f"seed_{seed}"))
+            print(f"##### seed {seed} -> {seed_dir}")
+            rows += [dict(row, seed=seed) for row in _train_points(seeded, seed_dir)]
+    else:
+        rows = _train_points(config, workdir)
+
+    # Every exported model of every seed is timed in this one process, round-robin, so that the machine's
+    # drift hits all alike.
+    print(f"=== timing {len(rows)} exported models, {sweep.latency_rounds} rounds")
+    info = data_lib.dataset_info(config.data.name)
+    latency = _latencies([r["workdir"] for r in rows], info.input_shape, tuple(sweep.latency_batch_sizes),
+                         sweep.latency_repeats, sweep.latency_rounds)
+    points = [frontier.FrontierPoint(latency_ms=latency[r["workdir"]], **r) for r in rows]
+
+    title = f"{config.model.name} on {config.data.name}, tau = {config.method.tau:g}"
+    frontier.write_table(points, os.path.join(workdir, "frontier"))
+    frontier.write_comparison(points, os.path.join(workdir, "comparison.md"))
+    frontier.plot_frontier(points, os.path.join(workdir, "frontier.png"), title=title)
+    for seed in seeds or (None,):  # the family plots of each seed's architectures, beside its runs
+        family = [p for p in points if p.seed == seed]
+        family_dir = workdir if seed is None else os.path.join(workdir, f"seed_{seed}")
+        frontier.plot_width_family(family, os.path.join(family_dir, "widths.png"), title=f"Learned widths: {title}")
+        try:
+            frontier.plot_size_family(family, os.path.join(family_dir, "sizes.png"),
+                                      title=f"Learned kernel sizes: {title}")
+        except ValueError as error:  # every kernel of every point vanished: nothing to histogram
+            print(f"no sizes.png: {error}")
+    io.write_text(os.path.join(workdir, "sweep_config.json"), config.to_json_best_effort(indent=2))
+    print(open(os.path.join(workdir, "frontier.md")).read())
+    if os.path.exists(os.path.join(workdir, "comparison.md")):
+        print(open(os.path.join(workdir, "comparison.md")).read())
+    return points
+
+
+def _train_points(config, workdir):
+    """Trains (or finds finished) every point of one seed under ``workdir``; returns the FrontierPoint
+    arguments of each, all but the latency."""
+    from sparse_keras import analysis, frontier, models
+    from sparse_keras import data as data_lib
+
+    sweep = config.sweep
     info = data_lib.dataset_info(config.data.name)
     label_of = {"plain": LABELS[sweep.regularizers], "omega3": f"Omega_3 ({LABELS[sweep.regularizers]})"}
     scheme = config.method.size_scheme if sweep.regularizers in ("size", "both") else None
-    rows = []  # FrontierPoint arguments, all but the latency (timed at the end, side by side)
+    rows = []
 
     for variant in sweep.variants:
         for alpha in sweep.alphas:
@@ -244,7 +302,7 @@ def run(config, workdir):
             summary = _train_once(baseline_config(config, multiplier), uniform_dir)
             rows.append(dict(kind="uniform", label="uniformly thinned", alpha=learned["alpha"],
                              accuracy=summary["test_accuracy"], macs=summary["base_macs"], width_multiplier=multiplier,
-                             workdir=uniform_dir, **_costs(uniform_dir)))
+                             workdir=uniform_dir, twin_of=learned["label"], **_costs(uniform_dir)))
 
     if sweep.get("retrain", False):
         for learned in [r for r in rows if r["kind"] == "learned"]:
@@ -254,27 +312,10 @@ def run(config, workdir):
             print(f"=== the architecture of {learned['label']}, alpha {learned['alpha']:g}, from scratch -> {retrain_dir}")
             summary = _train_once(retrain_config(config, path), retrain_dir)
             costs = _costs(retrain_dir)
-            rows.append(dict(kind="learned", label=f"{learned['label']}, retrained", alpha=learned["alpha"],
+            rows.append(dict(kind="learned", label=f"{learned['label']}{frontier.RETRAINED}", alpha=learned["alpha"],
                              accuracy=summary["test_accuracy"], macs=costs["deployed_macs"], workdir=retrain_dir,
                              **costs))
-
-    print(f"=== timing {len(rows)} exported models, {sweep.latency_rounds} rounds")
-    batches = tuple(sweep.latency_batch_sizes)
-    latency = _latencies([r["workdir"] for r in rows], info.input_shape, batches, sweep.latency_repeats,
-                         sweep.latency_rounds)
-    points = [frontier.FrontierPoint(latency_ms=latency[r["workdir"]], **r) for r in rows]
-
-    title = f"{config.model.name} on {config.data.name}, tau = {config.method.tau:g}"
-    frontier.write_table(points, os.path.join(workdir, "frontier"))
-    frontier.plot_frontier(points, os.path.join(workdir, "frontier.png"), title=title)
-    frontier.plot_width_family(points, os.path.join(workdir, "widths.png"), title=f"Learned widths: {title}")
-    try:
-        frontier.plot_size_family(points, os.path.join(workdir, "sizes.png"), title=f"Learned kernel sizes: {title}")
-    except ValueError as error:  # every kernel of every point vanished: nothing to histogram
-        print(f"no sizes.png: {error}")
-    io.write_text(os.path.join(workdir, "sweep_config.json"), config.to_json_best_effort(indent=2))
-    print(open(os.path.join(workdir, "frontier.md")).read())
-    return points
+    return rows
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ sweep); ``config.sweep`` holds:
     latency_repeats      timed runs per measurement (median)
     latency_rounds       every model is timed this many times, round-robin; the fastest round counts
     retrain              also train every learned architecture again from scratch (the baselines' recipe)
+    seeds                repeat every run for each of these seeds (``seed_<s>/``); empty: ``config.seed`` only
 
 The draft gives tau = 1e-3 (Fig. 1) and alpha near 10^-4 (Fig. 4); it reports no learning rate, schedule
 or epochs [UNVERIFIED]. The recipes here are the usual ones of each base architecture's family (ResNet-20
@@ -57,6 +58,7 @@ def sweep_experiment(model, dataset, *, alphas, regularizers="both", variants=("
             "latency_repeats": 10,
             "latency_rounds": 3,
             "retrain": False,
+            "seeds": (),
         }
     )
     return config
