@@ -175,19 +175,23 @@ def plot_frontier(points, path, latency_batch=None, title=None):
         (axes[0], lambda p: p.deployed_macs, "multiply-adds per image of the exported model"),
         (axes[1], lambda p: p.latency_ms.get(batch, math.nan), f"measured latency, ms per batch of {batch}"),
     ):
-        seeded = any(p.seed is not None for p in points)
-        for label, seed in dict.fromkeys((p.label, p.seed) for p in points if p.kind == "learned"):
+        seeds = list(dict.fromkeys(p.seed for p in points if p.seed is not None))
+        labels = list(dict.fromkeys(p.label for p in points if p.kind == "learned"))
+        for (label, seed) in dict.fromkeys((p.label, p.seed) for p in points if p.kind == "learned"):
+            # One colour per series; with several seeds one line per seed, named once.
             series = sorted((p for p in points if p.kind == "learned" and (p.label, p.seed) == (label, seed)), key=x_of)
-            name = f"learned, {label}" + (f", seed {seed}" if seeded else "")
-            ax.plot([x_of(p) for p in series], [p.accuracy for p in series], "o-", label=name)
+            first = not seeds or seed == seeds[0]
+            name = f"learned, {label}" + (f" ({len(seeds)} seeds)" if len(seeds) > 1 else "")
+            ax.plot([x_of(p) for p in series], [p.accuracy for p in series], "o-", color=f"C{labels.index(label)}",
+                    alpha=0.8, label=name if first else None)
             for p in series:
                 ax.annotate(f"{p.alpha:.2g}", (x_of(p), p.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points")
         uniform = sorted((p for p in points if p.kind == "uniform"), key=x_of)
         if uniform:  # one line only when it is one run's: across seeds it would zigzag
-            ax.plot([x_of(p) for p in uniform], [p.accuracy for p in uniform], "x" if seeded else "x--", color="gray",
-                    label="uniformly thinned base")
-        for p in (p for p in points if p.kind == "dense"):
-            ax.plot([x_of(p)], [p.accuracy], "k*", markersize=12, label="dense base")
+            ax.plot([x_of(p) for p in uniform], [p.accuracy for p in uniform], "x" if len(seeds) > 1 else "x--",
+                    color="gray", label="uniformly thinned base")
+        for i, p in enumerate(p for p in points if p.kind == "dense"):
+            ax.plot([x_of(p)], [p.accuracy], "k*", markersize=12, label="dense base" if i == 0 else None)
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy")
