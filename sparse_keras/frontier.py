@@ -5,6 +5,8 @@ of eq. 10, measured latency) and, for learned points, the architecture it learne
 histogram per layer). This module turns a list of them into the sweep's outputs:
 
 * :func:`write_table`: one row per point, ``.md``, ``.csv`` and ``.json``;
+* :func:`compare_with_uniform` / :func:`write_comparison`: each learned architecture against the uniformly
+  thinned base of the same multiply-adds, per seed and averaged;
 * :func:`plot_frontier`: accuracy against multiply-adds and against measured latency, the dense base
   architecture and the uniformly thinned baselines marked;
 * :func:`plot_width_family` (seed 004 Fig. 1): learned width per layer, one curve per alpha;
@@ -23,6 +25,7 @@ from sparse_keras import io
 from sparse_keras import visualize
 
 KINDS = ("learned", "uniform", "dense")
+RETRAINED = ", retrained"  # suffix of the label of a learned architecture trained again from scratch
 
 
 @dataclasses.dataclass
@@ -124,8 +127,6 @@ def compare_with_uniform(points):
         })
     return pairs
 
-
-RETRAINED = ", retrained"  # suffix of the label of a learned architecture trained again from scratch
 
 
 def write_comparison(points, path):
