@@ -128,7 +128,6 @@ def compare_with_uniform(points):
     return pairs
 
 
-
 def write_comparison(points, path):
     """Writes :func:`compare_with_uniform` as markdown: one row per pair, then per series and alpha the mean
     and spread over seeds. Returns the pairs (an empty list writes nothing)."""
@@ -178,7 +177,7 @@ def plot_frontier(points, path, latency_batch=None, title=None):
     ):
         seeds = list(dict.fromkeys(p.seed for p in points if p.seed is not None))
         labels = list(dict.fromkeys(p.label for p in points if p.kind == "learned"))
-        for (label, seed) in dict.fromkeys((p.label, p.seed) for p in points if p.kind == "learned"):
+        for label, seed in dict.fromkeys((p.label, p.seed) for p in points if p.kind == "learned"):
             # One colour per series; with several seeds one line per seed, named once.
             series = sorted((p for p in points if p.kind == "learned" and (p.label, p.seed) == (label, seed)), key=x_of)
             first = not seeds or seed == seeds[0]
