@@ -13,5 +13,6 @@ from configs.ssr import fashion_mnist_seeds
 def get_config():
     config = fashion_mnist_seeds.get_config()
     config.model.kwargs.plain = True
+    config.sweep.variants = ("plain",)  # Omega_1 only (as run)
     config.sweep.alphas = (0.01, 0.02, 0.035)  # a pilot at 0.07 kept 1/5.6 of the multiply-adds at 40%
     return config
