@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 WORKDIR ?= runs/demo
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: install install-test install-tfmot dataset demo demo-ssr test test-tf test-jax benchmarks clean
+.PHONY: install install-test install-tfmot dataset demo demo-ssr test test-tf test-jax benchmarks bench-gpu clean
 
 install:
 	$(PIP) install -q -e .
@@ -44,6 +44,13 @@ test-jax:
 
 benchmarks: install
 	$(PYTHON) -m benchmarks.regularizer_overhead
+
+# Every GPU target in one run (< 8 min on one GPU, JAX only; see benchmarks/README.md for the device call).
+# BENCH_GPU_FLAGS=--quick is the CPU smoke run; PEER_DIR=<folder with the official code> adds its timings.
+GPU_SUITE_OUT ?= runs/gpu_suite
+bench-gpu:
+	KERAS_BACKEND=jax XLA_PYTHON_CLIENT_PREALLOCATE=false $(PYTHON) -m benchmarks.gpu_suite --out $(GPU_SUITE_OUT) \
+	  $(if $(PEER_DIR),--peer-dir $(PEER_DIR)) $(BENCH_GPU_FLAGS)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

@@ -105,6 +105,9 @@ def rates(model, refresh_step_size, args, torch, device, dtype):
         with torch.no_grad(), autocast():
             logits(x_infer)
 
+    if refresh_step_size:
+        with torch.no_grad():  # as the official build_model: a first forward sets the CSC layers' shapes
+            logits(x)
     model.train()
     train = args.train_batch / _median_step(train_step, args, torch, device)
     model.eval()
