@@ -182,24 +182,25 @@ def verdict(value, target, higher_is_better=True, judged=True, why="not a GPU"):
     return "PASS" if (value >= target if higher_is_better else value <= target) else "FAIL"
 
 
-def throughput_rows(args, judged, why):
+def throughput_rows(args, precision, judged, why, save):
+    """The rows of every model in ``precision``; ``save(rows)`` after each model keeps a partial table."""
     rows, rates = [], {}
-    for precision in args.precisions:
-        for name in args.models:
-            started = time.perf_counter()
-            train, infer = throughput(name, precision, args.sizes)
-            rates[name, precision] = (train, infer)
-            note = f"{time.perf_counter() - started:.0f} s incl. compile"
-            for phase, value in (("train", train), ("infer", infer)):
-                target = TARGETS.get((name, phase)) if precision == "float32" else None
-                batch = args.sizes["train_batch" if phase == "train" else "infer_batch"]
-                rows.append(Row(f"{name} {precision} {phase} (batch {batch})", value, "images/s",
-                                None if target is None else f">= {target:,.0f}",
-                                None if target is None else verdict(value, target, judged=judged, why=why), note=note))
-            print(f"  {name} {precision}: train {train:,.1f} images/s, inference {infer:,.1f} images/s ({note})",
-                  flush=True)
-    if ("sdnet18", "float32") in rates and ("resnet18_cifar", "float32") in rates:
-        ratio = rates["sdnet18", "float32"][0] / rates["resnet18_cifar", "float32"][0]
+    for name in args.models:
+        started = time.perf_counter()
+        train, infer = throughput(name, precision, args.sizes)
+        rates[name] = (train, infer)
+        note = f"{time.perf_counter() - started:.0f} s incl. compile"
+        for phase, value in (("train", train), ("infer", infer)):
+            target = TARGETS.get((name, phase)) if precision == "float32" else None
+            batch = args.sizes["train_batch" if phase == "train" else "infer_batch"]
+            rows.append(Row(f"{name} {precision} {phase} (batch {batch})", value, "images/s",
+                            None if target is None else f">= {target:,.0f}",
+                            None if target is None else verdict(value, target, judged=judged, why=why), note=note))
+        print(f"  {name} {precision}: train {train:,.1f} images/s, inference {infer:,.1f} images/s ({note})",
+              flush=True)
+        save(rows)
+    if precision == "float32" and "sdnet18" in rates and "resnet18_cifar" in rates:
+        ratio = rates["sdnet18"][0] / rates["resnet18_cifar"][0]
         rows.append(Row("sdnet18 / resnet18_cifar float32 train", ratio, "x", f">= {SDNET_VS_RESNET}",
                         verdict(ratio, SDNET_VS_RESNET, judged=judged, why=why)))
     return rows
@@ -289,6 +290,8 @@ def format_markdown(env, rows, peer, command):
 
 
 def main(argv=None):
+    """Runs the targets first (fp32 rows, overheads), then the reported-only bfloat16 rows and the official
+    code, saving the table after every model so that a run cut short still leaves its rows."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     if keras.backend.backend() != "jax":
@@ -298,23 +301,34 @@ def main(argv=None):
     env = environment(args)
     judged = env["device_type"] == "gpu" and not args.quick
     why = "quick run" if args.quick else "not a GPU"
+    command = f"KERAS_BACKEND=jax python -m benchmarks.gpu_suite {shlex.join(argv)}".rstrip()
     print(f"GPU suite on {env['device']} ({env['device_description']}), quick={args.quick}", flush=True)
-    rows = throughput_rows(args, judged, why)
-    if not args.skip_overheads:
+    rows, peer = [], None
+
+    def save(new_rows=(), final=False):
+        env["seconds"] = round(time.perf_counter() - started, 1)
+        status = f"Total {env['seconds']:.0f} s." if final else f"PARTIAL: {env['seconds']:.0f} s so far."
+        markdown = format_markdown(env, rows + list(new_rows), peer, command) + f"\n{status}\n"
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "gpu_suite.md").write_text(markdown)
+        (out / "gpu_suite.json").write_text(json.dumps({"environment": env, "complete": final, "official": peer,
+                                                        "rows": [dataclasses.asdict(r) for r in rows + list(new_rows)]},
+                                                       indent=1))
+        return markdown
+
+    for precision in sorted(args.precisions, key=lambda p: p != "float32"):
+        rows += throughput_rows(args, precision, judged, why, save)
+        if precision == "float32" and not args.skip_overheads:
+            rows += overhead_rows(args, judged, why)
+            save()
+    if not args.skip_overheads and "float32" not in args.precisions:
         rows += overhead_rows(args, judged, why)
     peer = peer_rows(args) if args.peer_dir else None
     if peer:
         attach_peer(rows, peer)
-    env["seconds"] = round(time.perf_counter() - started, 1)
-    command = f"KERAS_BACKEND=jax python -m benchmarks.gpu_suite {shlex.join(argv)}".rstrip()
-    markdown = format_markdown(env, rows, peer, command) + f"\nTotal {env['seconds']:.0f} s.\n"
-    print(markdown)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_suite.md").write_text(markdown)
-    (out / "gpu_suite.json").write_text(json.dumps(
-        {"environment": env, "rows": [dataclasses.asdict(r) for r in rows], "official": peer}, indent=1))
-    print(f"wrote {out / 'gpu_suite.md'} and {out / 'gpu_suite.json'}")
+    print(save(final=True))
+    print(f"wrote {args.out}/gpu_suite.md and {args.out}/gpu_suite.json")
     return rows
 
 
