@@ -51,7 +51,8 @@ def test_flags_reject_unknown_models():
 def test_timed_steps_are_the_fit_step_and_leave_the_model_usable():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))
-    model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy", jit_compile=True)
+    model.compile(keras.optimizers.SGD(0.1, momentum=0.9),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
     x, y = np.ones((8, 4), "float32"), np.zeros(8, "int32")
     before = model.get_weights()[0].copy()
     sizes = {"warmup": 1, "steps": 3, "windows": 2}
