@@ -63,9 +63,13 @@ def plot_architecture(reports, path, title=None):
     return save_figure(fig, path)
 
 
-def save_figure(fig, path):
-    """Writes ``fig`` to ``path`` as PNG atomically and closes it; returns ``path``."""
-    fig.tight_layout()
+def save_figure(fig, path, tight=True):
+    """Writes ``fig`` to ``path`` as PNG atomically and closes it; returns ``path``.
+
+    ``tight=False`` for figures whose layout matplotlib cannot tighten (a colour bar spanning subplots).
+    """
+    if tight:
+        fig.tight_layout()
     try:
         with io.atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
@@ -121,8 +125,10 @@ def reconstruct_input(model, layer_name, x, path=None):
 def dictionary_grid(layer, path, columns=None):
     """Saves the atoms of a CSC (or any conv) layer as an image grid (seed 001 Fig. C.1); returns ``path``.
 
-    Atoms with 3 input channels are drawn in RGB, others as the mean over their channels; each atom is
-    rescaled to [0, 1] on its own, so the grid shows shapes, not relative norms.
+    Atoms with 3 input channels are drawn in RGB (each rescaled to [0, 1] on its own); others as the mean
+    over their input channels, divided by the atom's largest absolute weight and drawn on a diverging
+    colour map centred at zero (blue negative, white zero, red positive), so that every atom's shape is
+    visible whatever its norm. Each atom is labelled with its index (its output channel).
     """
     import keras
     import numpy as np
@@ -131,18 +137,33 @@ def dictionary_grid(layer, path, columns=None):
     if kernel is None or len(kernel.shape) != 4:
         raise ValueError(f"dictionary_grid needs a layer with a 4-D conv kernel, got layer={layer!r}")
     atoms = np.moveaxis(keras.ops.convert_to_numpy(kernel), -1, 0)  # (filters, kh, kw, in)
-    if atoms.shape[-1] != 3:
-        atoms = atoms.mean(axis=-1)
+    rgb = atoms.shape[-1] == 3
     count = atoms.shape[0]
     columns = columns or int(np.ceil(np.sqrt(count)))
     rows = int(np.ceil(count / columns))
     plt = pyplot()
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8), squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index < count:
-            ax.imshow(_unit_range(atoms[index]), cmap="gray", interpolation="nearest")
-    fig.suptitle(f"{layer.name}: {count} atoms {kernel.shape[0]}x{kernel.shape[1]}x{kernel.shape[2]}")
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9 + 1.2, rows * 0.95 + 0.9), squeeze=False)
+    image = None
+    for slot, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if slot >= count:
+            ax.axis("off")
+            continue
+        atom = atoms[slot]
+        if rgb:
+            ax.imshow(_unit_range(atom), interpolation="nearest")
+        else:
+            atom = atom.mean(axis=-1)
+            scale = np.abs(atom).max()
+            image = ax.imshow(atom / scale if scale > 0 else atom, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(f"#{slot}", fontsize=7, pad=2)
+    shape = "x".join(str(n) for n in kernel.shape[:3])
+    fig.suptitle(f"Dictionary of {layer.name}: {count} atoms of {shape} (height x width x input channels)", fontsize=10)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+        bar.set_label("weight / largest |weight| of the atom", fontsize=8)
+        return save_figure(fig, path, tight=False)
     return save_figure(fig, path)
 
 
