@@ -237,12 +237,12 @@ class ADMM(keras.callbacks.Callback):
         """
         if self.attached:
             return self
-        if getattr(model, "optimizer", None) is not None:
-            self.check_optimizer(model.optimizer)
         where = self.layers
         slots, _ = kernels.select_slots(model, where, exclude_classifier=True)
         if not slots:
             raise ValueError(f"ADMM found no Conv/Dense kernel to sparsify in model {model.name!r} (layers={where!r})")
+        if getattr(model, "optimizer", None) is not None:
+            self.check_optimizer(model.optimizer)
         self.set_model(model)
         self.targets = [_Target(slot, self.block) for slot in slots]
         self._add_penalty()
