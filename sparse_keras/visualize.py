@@ -45,12 +45,17 @@ def plot_architecture(reports, path, title=None):
                              squeeze=False, gridspec_kw={"width_ratios": [1.4] + [1.0] * len(reports)})
     fontsize = 8 if rows <= 30 else 7
     _plot_kept_widths(axes[0, 0], reports, names, fontsize)
+    # One colour per kernel size across all panels.
+    sizes = sorted({s for rep in reports.values() for r in rep.layers for s in r.sizes})
     for ax, (label, rep) in zip(axes[0, 1:], reports.items()):
-        _plot_kernel_sizes(ax, rep, label, fontsize)
+        _plot_kernel_sizes(ax, rep, label, sizes)
     axes[0, 0].set_yticks(range(rows), names, fontsize=fontsize)
-    axes[0, 0].invert_yaxis()  # first layer on top
-    fig.suptitle(title or f"Learned architecture of {first.model}: {rows} layers", fontsize=10)
-    return save_figure(fig, path)
+    axes[0, 0].set_ylim(rows - 0.5, -0.5)  # first layer on top, no empty margin
+    fig.tight_layout()
+    # Above the figure's top edge, so that it never overlaps the panel titles; the tight bounding box of
+    # save_figure takes it in.
+    fig.suptitle(title or f"Learned architecture of {first.model}: {rows} layers", fontsize=10, y=1.0, va="bottom")
+    return save_figure(fig, path, tight=False)
 
 
 def _plot_kept_widths(ax, reports, names, fontsize):
@@ -68,12 +73,16 @@ def _plot_kept_widths(ax, reports, names, fontsize):
     ax.set_xlabel("output kernels kept (% of the base width; labels: kept/base)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Learned width d_i per layer", fontsize=9)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.5 / ax.figure.get_figheight()),
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, _below_axes(ax)),
               title="model / report", title_fontsize=7)
 
 
-def _plot_kernel_sizes(ax, rep, label, fontsize):
-    all_sizes = sorted({s for r in rep.layers for s in r.sizes})
+def _below_axes(ax):
+    """The legend anchor (axes fraction) about 0.65 inch under the axes: below the tick labels and x label."""
+    return -0.65 / max(0.5, ax.figure.get_figheight() - 1.3)
+
+
+def _plot_kernel_sizes(ax, rep, label, all_sizes):
     left = [0.0] * len(rep.layers)
     for index, size in enumerate(all_sizes):
         shares = [100.0 * r.sizes.get(size, 0) / max(1, sum(r.sizes.values())) for r in rep.layers]
@@ -84,7 +93,7 @@ def _plot_kernel_sizes(ax, rep, label, fontsize):
     ax.grid(axis="x", alpha=0.3)
     ax.set_title(f"Kernel sizes per layer ({label})", fontsize=9)
     if all_sizes:
-        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.5 / ax.figure.get_figheight()),
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, _below_axes(ax)),
                   ncol=min(len(all_sizes), 6), title="learned kernel size", title_fontsize=7)
 
 
