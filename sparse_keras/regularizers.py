@@ -226,7 +226,7 @@ def get(identifier, **kwargs):
             return keras.regularizers.deserialize(identifier)
         kwargs = {**{k: v for k, v in identifier.items() if k != "name"}, **kwargs}
         if "name" not in identifier:
-            raise ValueError(f"A regularizer dict needs a 'name' key; got {identifier!r}")
+            raise ValueError(f"A regularizer dict needs a 'name' key; got identifier={identifier!r}")
         identifier = identifier["name"]
     if isinstance(identifier, str):
         if identifier in ALL_GROUP_LASSOS:
@@ -249,7 +249,7 @@ def get(identifier, **kwargs):
         raise ValueError(f"Pass a regularizer instance (e.g. {identifier.__name__}(strength=1e-4)), not the class {identifier!r}")
     if callable(identifier):
         return identifier
-    raise ValueError(f"Cannot interpret regularizer identifier {identifier!r}")
+    raise ValueError(f"Cannot interpret regularizer identifier={identifier!r}: expected None, a regularizer, a name or a dict")
 
 
 def group_lassos_in(regularizer):

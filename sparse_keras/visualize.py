@@ -35,7 +35,7 @@ def plot_architecture(reports, path, title=None):
         reports = {reports.model: reports}
     reports = dict(reports)
     if not reports:
-        raise ValueError("plot_architecture needs at least one report")
+        raise ValueError(f"plot_architecture needs at least one report, got reports={reports!r}")
     plt = pyplot()
     first = next(iter(reports.values()))
     names = [r.layer for r in first.layers]
