@@ -23,7 +23,7 @@ def to_lrsd(model, rank=1, where=None, sparse_only=paper_sparse_only, sparse_l1=
       model: a functional or sequential Keras model (a subclassed model has no graph to rebuild).
       rank: rank of ``U V`` for every decomposed layer: an int, a fraction of the outputs or ``"K/n"``.
       where: which layers to replace: ``None`` for every ``Conv2D`` and ``Dense`` (the classifier too, as
-        the paper compresses it), a callable ``layer -> bool`` or an iterable of layer names.
+        the paper compresses it), a callable ``layer -> bool`` or an iterable of layers or layer names.
       sparse_only: ``layer -> bool``, or a bool for all: layers that get only ``S`` (default: Dense and 1x1
         convs, the paper's CIFAR setting).
       sparse_l1: l1 strength on every ``S`` (eq. 4; 2e-6 on CIFAR, 1e-6 on ImageNet).
@@ -61,12 +61,14 @@ def _is_plain(layer):
 def _selector(model, where):
     if where is None:
         return _is_plain
-    if callable(where):
+    # A Keras layer is callable too: test for one before taking ``where`` as a predicate.
+    if callable(where) and not isinstance(where, keras.layers.Layer):
         return lambda layer: _is_plain(layer) and bool(where(layer))
-    names = {where} if isinstance(where, str) else set(where)
-    bad = [n for n in names if not isinstance(n, str)]
+    items = [where] if isinstance(where, (str, keras.layers.Layer)) else list(where)
+    bad = [n for n in items if not isinstance(n, (str, keras.layers.Layer))]
     if bad:
-        raise ValueError(f"where must be None, a callable or layer names; got {bad!r} in where")
+        raise ValueError(f"where must be None, a callable, layers or layer names; got where={where!r} with {bad!r}")
+    names = {n.name if isinstance(n, keras.layers.Layer) else n for n in items}
     by_name = {layer.name: layer for layer in model.layers}
     missing = sorted(names - set(by_name))
     if missing:

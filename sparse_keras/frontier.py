@@ -161,45 +161,94 @@ def write_comparison(points, path):
     return pairs
 
 
+ALPHA_MARKERS = "osD^vP*Xhp"
+
+
 def plot_frontier(points, path, latency_batch=None, title=None):
     """Accuracy vs multiply-adds (left) and vs measured latency at ``latency_batch`` (right; default the
-    smallest batch measured). Learned series are lines (one per label), uniform baselines crosses, the dense
-    base a star."""
+    smallest batch measured; the panel is left out when no point has a latency).
+
+    One colour per learned series, one marker shape per alpha (both explained in the legends); with several
+    seeds each marker is the mean over seeds and its bars the range. Uniform baselines are grey crosses, the
+    dense base a black star."""
     if not points:
         raise ValueError("plot_frontier needs at least one point")
     batches = sorted({b for p in points for b in p.latency_ms})
     batch = latency_batch if latency_batch is not None else (batches[0] if batches else None)
+    panels = [(lambda p: p.deployed_macs / 1e6, "multiply-adds per image of the exported model (millions, log scale)")]
+    if batch is not None:
+        panels.append((lambda p: p.latency_ms.get(batch, math.nan), f"measured latency (ms per batch of {batch}, log scale)"))
     plt = visualize.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    for ax, x_of, xlabel in (
-        (axes[0], lambda p: p.deployed_macs, "multiply-adds per image of the exported model"),
-        (axes[1], lambda p: p.latency_ms.get(batch, math.nan), f"measured latency, ms per batch of {batch}"),
-    ):
-        seeds = list(dict.fromkeys(p.seed for p in points if p.seed is not None))
-        labels = list(dict.fromkeys(p.label for p in points if p.kind == "learned"))
-        for label, seed in dict.fromkeys((p.label, p.seed) for p in points if p.kind == "learned"):
-            # One colour per series; with several seeds one line per seed, named once.
-            series = sorted((p for p in points if p.kind == "learned" and (p.label, p.seed) == (label, seed)), key=x_of)
-            first = not seeds or seed == seeds[0]
-            name = f"learned, {label}" + (f" ({len(seeds)} seeds)" if len(seeds) > 1 else "")
-            ax.plot([x_of(p) for p in series], [p.accuracy for p in series], "o-", color=f"C{labels.index(label)}",
-                    alpha=0.8, label=name if first else None)
-            for p in series:
-                ax.annotate(f"{p.alpha:.2g}", (x_of(p), p.accuracy), fontsize=6, xytext=(3, 3), textcoords="offset points")
-        uniform = sorted((p for p in points if p.kind == "uniform"), key=x_of)
-        if uniform:  # one line only when it is one run's: across seeds it would zigzag
-            ax.plot([x_of(p) for p in uniform], [p.accuracy for p in uniform], "x" if len(seeds) > 1 else "x--",
-                    color="gray", label="uniformly thinned base")
-        for i, p in enumerate(p for p in points if p.kind == "dense"):
-            ax.plot([x_of(p)], [p.accuracy], "k*", markersize=12, label="dense base" if i == 0 else None)
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 7), squeeze=False)
+    labels = list(dict.fromkeys(p.label for p in points if p.kind == "learned"))
+    alphas = sorted({p.alpha for p in points if p.kind == "learned" and p.alpha is not None})
+    seeds = list(dict.fromkeys(p.seed for p in points if p.seed is not None))
+    for ax, (x_of, xlabel) in zip(axes[0], panels):
+        for index, label in enumerate(labels):
+            means = []
+            for alpha in alphas:
+                runs = [p for p in points if p.kind == "learned" and p.label == label and p.alpha == alpha]
+                if runs:
+                    means.append(_errorbar(ax, runs, x_of, dict(color=f"C{index}", marker=_alpha_marker(alphas, alpha))))
+            means.sort()
+            ax.plot([m[0] for m in means], [m[1] for m in means], "-", color=f"C{index}", alpha=0.6,
+                    label=_series_name(label))
+        uniform = [p for p in points if p.kind == "uniform"]
+        if uniform:
+            ax.plot([x_of(p) for p in uniform], [100 * p.accuracy for p in uniform], "x", color="grey", markersize=7,
+                    label="uniformly thinned base (every width scaled)")
+        dense = [p for p in points if p.kind == "dense"]
+        if dense:
+            _errorbar(ax, dense, x_of, dict(color="black", marker="*", markersize=14))
+            ax.plot([], [], "k*", markersize=12, label="dense base")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(_plain_ticks())
+        ax.xaxis.set_minor_formatter(_plain_ticks(minor=True))
+        ax.tick_params(axis="x", which="minor", labelsize=7)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    if title:
-        fig.suptitle(title)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3, which="both")
+        if alphas:  # drawn first and kept as an extra artist: ax.legend below replaces the axes' legend
+            handles = [plt.Line2D([], [], color="dimgrey", marker=_alpha_marker(alphas, a), linestyle="") for a in alphas]
+            ax.add_artist(ax.legend(handles, [f"alpha = {a:.3g}" for a in alphas], fontsize=7, loc="upper left",
+                                    title="regularization weight", title_fontsize=7))
+        # Below the axes, where it hides no point; save_figure's tight bounding box keeps it in the image.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), title="series", title_fontsize=7)
+    spread = f"\nmarkers: mean of {len(seeds)} seeds, bars: min to max" if len(seeds) > 1 else ""
+    fig.suptitle((title or "Accuracy against cost") + spread, fontsize=10)
     return visualize.save_figure(fig, path)
+
+
+def _series_name(label):
+    base = label[: -len(RETRAINED)] if label.endswith(RETRAINED) else label
+    how = "architecture retrained from scratch" if label.endswith(RETRAINED) else "regularized, thresholded, fine-tuned"
+    return f"learned with {base}: {how}"
+
+
+def _alpha_marker(alphas, alpha):
+    return ALPHA_MARKERS[alphas.index(alpha) % len(ALPHA_MARKERS)]
+
+
+def _errorbar(ax, runs, x_of, style):
+    """Draws the mean of ``runs`` (accuracy in %) with min-max bars in both directions; returns the mean."""
+    xs, ys = [x_of(p) for p in runs], [100 * p.accuracy for p in runs]
+    x, y = statistics.fmean(xs), statistics.fmean(ys)
+    ax.errorbar([x], [y], xerr=[[x - min(xs)], [max(xs) - x]], yerr=[[y - min(ys)], [max(ys) - y]],
+                linestyle="", capsize=2, elinewidth=0.8, **style)
+    return x, y
+
+
+def _plain_ticks(minor=False):
+    """Log-axis tick labels as plain numbers (0.5, 1, 2, 5), the minor ones only at 2 and 5 to avoid overlap."""
+    import matplotlib.ticker
+
+    def label(value, _):
+        mantissa = value / 10 ** math.floor(math.log10(value))
+        if minor and round(mantissa) not in (2, 5):
+            return ""
+        return f"{value:g}"
+
+    return matplotlib.ticker.FuncFormatter(label)
 
 
 def _learned(points):
@@ -210,20 +259,26 @@ def _learned(points):
 
 
 def plot_width_family(points, path, title=None):
-    """Seed 004 Fig. 1: learned width ``d_i`` per layer for each alpha, the base widths dashed."""
+    """Seed 004 Fig. 1: learned width ``d_i`` per layer, one bar per alpha beside the others, the base
+    width as a grey outline behind them. Horizontal bars, so that 50+ layers stay legible."""
     learned = _learned(points)
     plt = visualize.pyplot()
     names = [row["layer"] for row in learned[0].layers]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.4 * len(names) + 2), 4))
+    fig, ax = plt.subplots(figsize=(7.5, 1.5 + len(names) * (0.15 + 0.07 * len(learned))))
     positions = list(range(len(names)))
-    ax.plot(positions, [row["base_width"] for row in learned[0].layers], "k--", label="base width d_hat_i")
-    for p in learned:
-        ax.fill_between(positions, [row["width"] for row in p.layers], alpha=0.25, step="mid")
-        ax.plot(positions, [row["width"] for row in p.layers], marker="o", label=f"{p.label}, alpha={p.alpha:.2g}")
-    ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("learned width d_i")
-    ax.legend(fontsize=7)
-    ax.set_title(title or "Learned width per layer for each alpha (seed 004 Fig. 1)")
+    ax.barh(positions, [row["base_width"] for row in learned[0].layers], height=0.9, color="none",
+            edgecolor="grey", linewidth=1.0, label="base width (before sparsity)")
+    height = 0.8 / len(learned)
+    for index, p in enumerate(learned):
+        offsets = [y - 0.4 + height * (index + 0.5) for y in positions]
+        ax.barh(offsets, [row["width"] for row in p.layers], height=height, color=f"C{index}",
+                label=f"learned, {p.label}, alpha = {p.alpha:.3g}")
+    ax.set_yticks(positions, names, fontsize=7 if len(names) < 40 else 6)
+    ax.invert_yaxis()  # first layer on top, as the network reads
+    ax.set_xlabel("output channels d_i (kernels kept)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()))
+    ax.set_title(title or "Learned width per layer for each alpha (seed 004 Fig. 1)", fontsize=10)
     return visualize.save_figure(fig, path)
 
 

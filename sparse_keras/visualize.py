@@ -14,7 +14,13 @@ def pyplot():
 
 
 def plot_architecture(reports, path, title=None):
-    """Draws learned widths per layer and kernel-size histograms per layer (seed 004 Fig. 1 and Fig. 3).
+    """Draws what a model learned, layer by layer (seed 004 Fig. 1 and Fig. 3), as horizontal bars.
+
+    Left panel: the share of each layer's output kernels kept (learned width ``d_i`` over base width), one
+    bar per report, labelled ``kept/base``; shares rather than counts, so that one very wide layer does not
+    flatten all others. Then one panel per report: the share of each layer's kept kernels of each learned
+    size. Layers read top to bottom in model order; the figure grows with the number of layers, so that
+    models of 50+ layers keep legible labels.
 
     Args:
       reports: an :class:`sparse_keras.analysis.ArchitectureReport`, or a mapping ``label -> report``
@@ -29,46 +35,78 @@ def plot_architecture(reports, path, title=None):
         reports = {reports.model: reports}
     reports = dict(reports)
     if not reports:
-        raise ValueError("plot_architecture needs at least one report")
+        raise ValueError(f"plot_architecture needs at least one report, got reports={reports!r}")
     plt = pyplot()
     first = next(iter(reports.values()))
     names = [r.layer for r in first.layers]
-    fig, axes = plt.subplots(
-        1 + len(reports), 1, figsize=(max(6.0, 0.45 * len(names) + 2), 3.2 * (1 + len(reports))), squeeze=False
-    )
-    widths = axes[0, 0]
-    positions = range(len(names))
-    widths.plot(positions, [r.base_width for r in first.layers], "k--", label="base width")
-    for label, rep in reports.items():
-        widths.plot(positions, [r.width for r in rep.layers], marker="o", label=str(label))
-    widths.set_ylabel("kernels per layer")
-    widths.set_title("Learned width d_i per layer")
-    widths.set_xticks(list(positions), names, rotation=60, ha="right", fontsize=7)
-    widths.legend(fontsize=7)
-
-    for ax, (label, rep) in zip(axes[1:, 0], reports.items()):
-        all_sizes = sorted({s for r in rep.layers for s in r.sizes})
-        bottom = [0] * len(rep.layers)
-        for size in all_sizes:
-            counts = [r.sizes.get(size, 0) for r in rep.layers]
-            ax.bar(list(positions), counts, bottom=bottom, label=f"{size}x{size}")
-            bottom = [b + c for b, c in zip(bottom, counts)]
-        ax.set_ylabel("kernels")
-        ax.set_title(f"Kernel sizes per layer ({label})")
-        ax.set_xticks(list(positions), names, rotation=60, ha="right", fontsize=7)
-        if all_sizes:
-            ax.legend(fontsize=7, ncol=min(len(all_sizes), 8))
-    if title:
-        fig.suptitle(title)
-    return save_figure(fig, path)
-
-
-def save_figure(fig, path):
-    """Writes ``fig`` to ``path`` as PNG atomically and closes it; returns ``path``."""
+    rows = len(names)
+    height = 1.8 + rows * (0.18 + 0.06 * len(reports))
+    fig, axes = plt.subplots(1, 1 + len(reports), figsize=(6.0 + 4.0 * len(reports), height), sharey=True,
+                             squeeze=False, gridspec_kw={"width_ratios": [1.4] + [1.0] * len(reports)})
+    fontsize = 8 if rows <= 30 else 7
+    _plot_kept_widths(axes[0, 0], reports, names, fontsize)
+    # One colour per kernel size across all panels.
+    sizes = sorted({s for rep in reports.values() for r in rep.layers for s in r.sizes})
+    for ax, (label, rep) in zip(axes[0, 1:], reports.items()):
+        _plot_kernel_sizes(ax, rep, label, sizes)
+    axes[0, 0].set_yticks(range(rows), names, fontsize=fontsize)
+    axes[0, 0].set_ylim(rows - 0.5, -0.5)  # first layer on top, no empty margin
     fig.tight_layout()
+    # Above the figure's top edge, so that it never overlaps the panel titles; the tight bounding box of
+    # save_figure takes it in.
+    fig.suptitle(title or f"Learned architecture of {first.model}: {rows} layers", fontsize=10, y=1.0, va="bottom")
+    return save_figure(fig, path, tight=False)
+
+
+def _plot_kept_widths(ax, reports, names, fontsize):
+    count = len(reports)
+    height = 0.8 / count
+    for index, (label, rep) in enumerate(reports.items()):
+        positions = [y - 0.4 + height * (index + 0.5) for y in range(len(names))]
+        shares = [100.0 * r.width / r.base_width if r.base_width else 0.0 for r in rep.layers]
+        ax.barh(positions, shares, height=height, color=f"C{index}", label=str(label))
+        if count <= 3:  # beyond that the numbers would overlap; the bars still tell
+            for y, r, share in zip(positions, rep.layers, shares):
+                ax.text(min(share, 100) + 1, y, f"{r.width}/{r.base_width}", va="center", fontsize=fontsize - 1)
+    ax.set_xlim(0, 118)
+    ax.set_xticks([0, 25, 50, 75, 100])
+    ax.set_xlabel("output kernels kept (% of the base width; labels: kept/base)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Learned width d_i per layer", fontsize=9)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, _below_axes(ax)),
+              title="model / report", title_fontsize=7)
+
+
+def _below_axes(ax):
+    """The legend anchor (axes fraction) about 0.65 inch under the axes: below the tick labels and x label."""
+    return -0.65 / max(0.5, ax.figure.get_figheight() - 1.3)
+
+
+def _plot_kernel_sizes(ax, rep, label, all_sizes):
+    left = [0.0] * len(rep.layers)
+    for index, size in enumerate(all_sizes):
+        shares = [100.0 * r.sizes.get(size, 0) / max(1, sum(r.sizes.values())) for r in rep.layers]
+        ax.barh(range(len(rep.layers)), shares, left=left, height=0.8, color=f"C{index}", label=f"{size}x{size}")
+        left = [a + b for a, b in zip(left, shares)]
+    ax.set_xlim(0, 100)
+    ax.set_xlabel("kept kernels of each size (% of the layer's kernels)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title(f"Kernel sizes per layer ({label})", fontsize=9)
+    if all_sizes:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, _below_axes(ax)),
+                  ncol=min(len(all_sizes), 6), title="learned kernel size", title_fontsize=7)
+
+
+def save_figure(fig, path, tight=True):
+    """Writes ``fig`` to ``path`` as PNG atomically and closes it; returns ``path``.
+
+    ``tight=False`` for figures whose layout matplotlib cannot tighten (a colour bar spanning subplots).
+    """
+    if tight:
+        fig.tight_layout()
     try:
         with io.atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")  # legends placed outside the axes stay in
     finally:
         pyplot().close(fig)
     return path
@@ -121,8 +159,10 @@ def reconstruct_input(model, layer_name, x, path=None):
 def dictionary_grid(layer, path, columns=None):
     """Saves the atoms of a CSC (or any conv) layer as an image grid (seed 001 Fig. C.1); returns ``path``.
 
-    Atoms with 3 input channels are drawn in RGB, others as the mean over their channels; each atom is
-    rescaled to [0, 1] on its own, so the grid shows shapes, not relative norms.
+    Atoms with 3 input channels are drawn in RGB (each rescaled to [0, 1] on its own); others as the mean
+    over their input channels, divided by the atom's largest absolute weight and drawn on a diverging
+    colour map centred at zero (blue negative, white zero, red positive), so that every atom's shape is
+    visible whatever its norm. Each atom is labelled with its index (its output channel).
     """
     import keras
     import numpy as np
@@ -131,18 +171,33 @@ def dictionary_grid(layer, path, columns=None):
     if kernel is None or len(kernel.shape) != 4:
         raise ValueError(f"dictionary_grid needs a layer with a 4-D conv kernel, got layer={layer!r}")
     atoms = np.moveaxis(keras.ops.convert_to_numpy(kernel), -1, 0)  # (filters, kh, kw, in)
-    if atoms.shape[-1] != 3:
-        atoms = atoms.mean(axis=-1)
+    rgb = atoms.shape[-1] == 3
     count = atoms.shape[0]
     columns = columns or int(np.ceil(np.sqrt(count)))
     rows = int(np.ceil(count / columns))
     plt = pyplot()
-    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.8, rows * 0.8), squeeze=False)
-    for index, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if index < count:
-            ax.imshow(_unit_range(atoms[index]), cmap="gray", interpolation="nearest")
-    fig.suptitle(f"{layer.name}: {count} atoms {kernel.shape[0]}x{kernel.shape[1]}x{kernel.shape[2]}")
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9 + 1.2, rows * 0.95 + 0.9), squeeze=False)
+    image = None
+    for slot, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if slot >= count:
+            ax.axis("off")
+            continue
+        atom = atoms[slot]
+        if rgb:
+            ax.imshow(_unit_range(atom), interpolation="nearest")
+        else:
+            atom = atom.mean(axis=-1)
+            scale = np.abs(atom).max()
+            image = ax.imshow(atom / scale if scale > 0 else atom, cmap="RdBu_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(f"#{slot}", fontsize=7, pad=2)
+    shape = "x".join(str(n) for n in kernel.shape[:3])
+    fig.suptitle(f"Dictionary of {layer.name}: {count} atoms of {shape} (height x width x input channels)", fontsize=10)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, pad=0.02)
+        bar.set_label("weight / largest |weight| of the atom", fontsize=8)
+        return save_figure(fig, path, tight=False)
     return save_figure(fig, path)
 
 

@@ -231,7 +231,7 @@ def test_over_pruning_guard_uses_the_layer_mean_block_norm():
     norms = np.linspace(0.01, 1.0, 64).reshape(8, 8)
     kernel = kernel / np.sqrt((kernel**2).sum(axis=(0, 1))) * norms
     model.get_layer("c2").kernel.assign(kernel)
-    admm = ADMM("l0", mu=50.0, rho=100.0, layers=["c2"])  # b = 1: every filter would go
+    admm = ADMM("l0", mu=5.0, rho=10.0, layers=["c2"])  # b = sqrt(2 mu / rho) = 1: every filter would go
     admm.attach(model)
     admm.update()
     f_norms = filter_norms(admm.targets[0].f)

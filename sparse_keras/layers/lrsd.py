@@ -87,7 +87,8 @@ class _LRSDBase(keras.layers.Layer, kernels.Sparsifiable):
     ):
         super().__init__(**kwargs)
         if isinstance(outputs, bool) or not isinstance(outputs, numbers.Integral) or outputs < 1:
-            raise ValueError(f"The number of outputs must be a positive int, got {outputs!r}")
+            name = "units" if self.layout == "dense" else "filters"
+            raise ValueError(f"{name} must be a positive int, got {name}={outputs!r}")
         self.outputs = int(outputs)
         self.rank_spec = rank
         self.rank = None if sparse_only else resolve_rank(rank, self.outputs)
@@ -232,13 +233,46 @@ class LRSDConv2D(_LRSDBase):
       sparse_l1: ``lambda`` of eq. 4, the l1 strength on ``S`` (2e-6 on CIFAR, 1e-6 on ImageNet).
       sparse_regularizer: any regularizer for ``S`` instead of ``L1(sparse_l1)``.
       kernel_initializer: for ``V``, ``U`` and ``S``.
+      bias_initializer: for the bias (with ``use_bias``).
       batch_norm_gamma: initial BN scale (the slimming code base uses 0.5).
     """
 
     layout = "conv"
 
-    def __init__(self, filters, kernel_size, rank=1, strides=1, padding="same", batch_norm=True, **kwargs):
-        super().__init__(filters, rank=rank, batch_norm=batch_norm, **kwargs)
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        rank=1,
+        strides=1,
+        padding="same",
+        batch_norm=True,
+        sparse_only=False,
+        use_bias=False,
+        activation=None,
+        sparse_l1=2e-6,
+        sparse_regularizer=None,
+        kernel_initializer="he_normal",
+        bias_initializer="zeros",
+        batch_norm_gamma=1.0,
+        **kwargs,
+    ):
+        # The documented arguments are explicit so that help() and IDEs show them; **kwargs is only what
+        # keras.layers.Layer takes (name, dtype, trainable).
+        super().__init__(
+            filters,
+            rank=rank,
+            sparse_only=sparse_only,
+            batch_norm=batch_norm,
+            use_bias=use_bias,
+            activation=activation,
+            sparse_l1=sparse_l1,
+            sparse_regularizer=sparse_regularizer,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            batch_norm_gamma=batch_norm_gamma,
+            **kwargs,
+        )
         self.filters = self.outputs
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.strides = _pair(strides, "strides")
@@ -290,8 +324,37 @@ class LRSDDense(_LRSDBase):
 
     layout = "dense"
 
-    def __init__(self, units, rank=1, use_bias=True, **kwargs):
-        super().__init__(units, rank=rank, use_bias=use_bias, **kwargs)
+    def __init__(
+        self,
+        units,
+        rank=1,
+        batch_norm=False,
+        sparse_only=False,
+        use_bias=True,
+        activation=None,
+        sparse_l1=2e-6,
+        sparse_regularizer=None,
+        kernel_initializer="he_normal",
+        bias_initializer="zeros",
+        batch_norm_gamma=1.0,
+        **kwargs,
+    ):
+        # The documented arguments are explicit so that help() and IDEs show them; **kwargs is only what
+        # keras.layers.Layer takes (name, dtype, trainable).
+        super().__init__(
+            units,
+            rank=rank,
+            sparse_only=sparse_only,
+            batch_norm=batch_norm,
+            use_bias=use_bias,
+            activation=activation,
+            sparse_l1=sparse_l1,
+            sparse_regularizer=sparse_regularizer,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            batch_norm_gamma=batch_norm_gamma,
+            **kwargs,
+        )
         self.units = self.outputs
 
     def _shapes(self, inputs):

@@ -14,6 +14,7 @@ import numpy as np
 
 from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups
+from sparse_keras.shrinking import coverage
 from sparse_keras.shrinking import keras_layers  # noqa: F401  (registers the built-in handlers)
 from sparse_keras.shrinking import kernel_layers  # noqa: F401
 from sparse_keras.shrinking import library_layers  # noqa: F401  (LRSD, CSC, LST)
@@ -42,6 +43,9 @@ def shrink(model, tau=0.0, scheme=None, mixed_sizes="auto", channel_multiple=Non
 
     Returns:
       A ``keras.Model``: outputs equal to ``model``'s (float32 round-off), layers keep their names.
+
+    Warns (``UserWarning``) naming every layer with a kernel that it keeps whole for want of a rule for its
+    kind (Conv1D, Conv3D, grouped convs, ...): see :func:`~sparse_keras.shrinking.coverage.kept_whole`.
     """
     tau = float(tau)
     if not math.isfinite(tau) or tau < 0:
@@ -55,6 +59,7 @@ def shrink(model, tau=0.0, scheme=None, mixed_sizes="auto", channel_multiple=Non
             raise ValueError(f"{arg} must be a positive integer{' or None' if arg == 'channel_multiple' else ''}, got {arg}={value!r}")
     if not model.built:
         raise ValueError(f"Model {model.name!r} is not built; call it on data or build(input_shape) first")
+    coverage.warn_kept_whole(model)
     weights = effective_weights(model, tau, scheme)
     plan = plan_lib.Plan(model, lambda layer: weights[id(layer)], channel_multiple)
     builder = Builder(plan, mixed_sizes, measure_batch)

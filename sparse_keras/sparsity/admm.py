@@ -102,6 +102,55 @@ class _Target:
         return proximal.block_norms(self.canonical(x), self.axes)
 
 
+def stability_bound(momentum=0.0, nesterov=False):
+    """The largest ``learning_rate * rho`` for which SGD's W-step stays stable.
+
+    The W-step penalty ``rho/2 ||W - U||^2`` has curvature ``rho``; gradient descent with heavy-ball
+    momentum ``beta`` is stable on a quadratic of curvature ``h`` only while ``lr h < 2 (1 + beta)``, and
+    with Nesterov momentum while ``lr h < 2 (1 + beta) / (1 + 2 beta)``. Beyond it the iterates grow
+    geometrically whatever the data loss does.
+    """
+    momentum = float(momentum)
+    if not 0 <= momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got momentum={momentum!r}")
+    bound = 2 * (1 + momentum)
+    return bound / (1 + 2 * momentum) if nesterov else bound
+
+
+def check_stability(learning_rate, rho, momentum=0.0, nesterov=False, names=("learning_rate", "rho", "momentum")):
+    """Raises ``ValueError`` if ``learning_rate * rho`` is at or beyond :func:`stability_bound`.
+
+    ``names``: how to call the three values in the message (a config key path, for instance), so that a
+    binary can report ``config.optimizer.learning_rate`` rather than the argument name.
+    """
+    learning_rate, rho = float(learning_rate), float(rho)
+    bound = stability_bound(momentum, nesterov)
+    if learning_rate * rho >= bound:
+        lr_name, rho_name, momentum_name = names
+        form = "2 (1 + {m}) / (1 + 2 {m})" if nesterov else "2 (1 + {m})"
+        raise ValueError(
+            f"{lr_name} * {rho_name} = {learning_rate:g} * {rho:g} = {learning_rate * rho:g} must stay below "
+            f"{form.format(m=momentum_name)} = {bound:g} ({momentum_name}={float(momentum):g}): the ADMM W-step "
+            f"penalty has curvature {rho_name} and SGD diverges on it beyond that; lower {lr_name} or {rho_name}"
+        )
+
+
+def check_optimizer(optimizer, rho):
+    """:func:`check_stability` for a Keras optimizer: plain or momentum SGD is checked at its current
+    learning rate; adaptive optimizers (Adam, ...) normalise the step and have no such bound, so they pass.
+    """
+    if not isinstance(optimizer, keras.optimizers.SGD):
+        return
+    learning_rate = float(ops.convert_to_numpy(optimizer.learning_rate))
+    check_stability(
+        learning_rate,
+        rho,
+        optimizer.momentum,
+        optimizer.nesterov,
+        names=("optimizer.learning_rate", "rho", "optimizer.momentum"),
+    )
+
+
 class ADMM(keras.callbacks.Callback):
     """ADMM sparsity training as a Keras callback; see the module docstring.
 
@@ -111,7 +160,11 @@ class ADMM(keras.callbacks.Callback):
       rho: augmented-Lagrangian weight (the authors' code: 100).
       block: ``"filter"`` (the paper's 2-D filter W_ij; one output unit for Dense), ``"kernel"`` (a whole
         output kernel) or ``"element"``.
-      layers: layer names to sparsify; ``None`` means every Conv/Dense kernel except the classifier.
+      layers: the layers to sparsify: layer objects, layer names or layer classes (as ``where`` of
+        :func:`sparse_keras.regularize`); ``None`` means every Conv/Dense kernel except the classifier.
+
+    When it attaches to a model compiled with SGD, it checks ``learning_rate * rho`` against
+    :func:`stability_bound` and raises ``ValueError`` beyond it (:func:`check_optimizer`).
       update_every: epochs per W-step with a float ``mu`` (a path sets its own, ``path.epochs(i)``).
       epsilon: tolerance of the stopping test (path mode).
       stopping: ``"paper"`` (``||W - F|| <= eps`` and ``||F - F_prev|| <= eps``) or ``"boyd"`` (the authors'
@@ -188,10 +241,20 @@ class ADMM(keras.callbacks.Callback):
         slots, _ = kernels.select_slots(model, where, exclude_classifier=True)
         if not slots:
             raise ValueError(f"ADMM found no Conv/Dense kernel to sparsify in model {model.name!r} (layers={where!r})")
+        if getattr(model, "optimizer", None) is not None:
+            self.check_optimizer(model.optimizer)
         self.set_model(model)
         self.targets = [_Target(slot, self.block) for slot in slots]
         self._add_penalty()
         return self
+
+    def check_optimizer(self, optimizer):
+        """Raises ``ValueError`` if ``optimizer`` (SGD) would diverge on the W-step: see :func:`check_optimizer`.
+
+        :meth:`attach` calls it with ``model.optimizer``; custom loops, whose optimizer is not the model's,
+        call it themselves (``sparse_keras.training.loop.train`` does).
+        """
+        check_optimizer(optimizer, self.rho)
 
     def _add_penalty(self):
         for t in self.targets:

@@ -32,7 +32,7 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
         regularizer = regularizers_lib.SumOfRegularizers(list(regularizer))
     regularizer = regularizers_lib.get(regularizer)
     if regularizer is None:
-        raise ValueError("regularize() needs a regularizer, got None")
+        raise ValueError("regularize() needs a regularizer, got regularizer=None")
     slots, explicit = kernels.select_slots(model, where, exclude_classifier)
     # Fit everything before touching the model so that a bad selection changes nothing.
     chosen = [(slot, _fit_to_slot(regularizer, slot, explicit)) for slot in slots]

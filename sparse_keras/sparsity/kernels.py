@@ -104,8 +104,8 @@ def model_kernel_slots(model):
 def select_slots(model, where=None, exclude_classifier=True):
     """The kernel slots picked by ``where``.
 
-    ``where`` is ``None`` (every sparsifiable kernel), a callable ``layer -> bool``, or an iterable of
-    layer names and layer classes. With ``exclude_classifier`` the model's last kernel (its classifier,
+    ``where`` is ``None`` (every sparsifiable kernel), a callable ``layer -> bool``, a layer, or an
+    iterable of layers, layer names and layer classes. With ``exclude_classifier`` the model's last kernel (its classifier,
     which the papers never regularize or prune) is left out. Returns ``(slots, explicit)`` where
     ``explicit`` says whether the user named the layers (then unsupported ones are an error, not skipped).
     """
@@ -116,13 +116,19 @@ def select_slots(model, where=None, exclude_classifier=True):
     implicit = [s for s in slots if s.layer is not classifier]
     if where is None:
         return implicit, False
-    if callable(where) and not isinstance(where, type):
+    # A Keras layer is callable too: test for one before taking ``where`` as a predicate.
+    if callable(where) and not isinstance(where, (type, keras.layers.Layer)):
         return [s for s in implicit if where(s.layer)], True
-    items = [where] if isinstance(where, (str, type)) else list(where)
-    bad = [w for w in items if not isinstance(w, (str, type))]
+    items = [where] if isinstance(where, (str, type, keras.layers.Layer)) else list(where)
+    bad = [w for w in items if not isinstance(w, (str, type, keras.layers.Layer))]
     if bad:
-        raise ValueError(f"where must hold layer names or layer classes; got {bad!r}")
-    names = {w for w in items if isinstance(w, str)}
+        raise ValueError(f"where must hold layers, layer names or layer classes; got where={where!r} with {bad!r}")
+    objects = [w for w in items if isinstance(w, keras.layers.Layer)]
+    own = {id(layer) for layer in iter_layers(model)}
+    foreign = sorted(w.name for w in objects if id(w) not in own)
+    if foreign:
+        raise ValueError(f"where holds layers that are not in model {model.name!r}: {foreign}")
+    names = {w for w in items if isinstance(w, str)} | {w.name for w in objects}
     classes = tuple(w for w in items if isinstance(w, type))
     missing = sorted(names - {layer.name for layer in iter_layers(model)})
     if missing:

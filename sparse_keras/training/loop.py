@@ -3,7 +3,7 @@
     strategy = distribute.make_strategy()
     with strategy.scope():  # the model and the optimizer must be created inside the scope
         model = models.get("resnet20", ...)
-        optimizer = keras.optimizers.SGD(0.1, momentum=0.9)
+        optimizer = keras.optimizers.SGD(0.01, momentum=0.9)  # lr * rho = 1 < 2 (1 + momentum)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     admm = ADMM("l1", mu=1e-3)  # train() attaches it inside the scope
     losses = loop.train(model, optimizer, loss_fn, dataset, strategy=strategy, epochs=30, hooks=[admm])
@@ -140,6 +140,10 @@ def train(
     if initial_batch and not callable(dataset):
         raise ValueError("initial_batch needs dataset to be a function epoch -> Dataset (a deterministic pass)")
     hooks = [as_hook(h) for h in hooks]
+    for hook in hooks:
+        # The optimizer is not the model's here, so a hook that depends on it (ADMM's lr * rho bound) is told.
+        if hasattr(hook, "check_optimizer"):
+            hook.check_optimizer(optimizer)
     _check_created_in_scope(model, optimizer, strategy)
     _warn_about_unsynchronized_batch_norm(model, strategy)
 
