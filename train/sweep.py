@@ -123,17 +123,14 @@ def _write_architecture(point_dir, base):
 
 
 def _train_once(config, workdir, weighted=False):
-    """``train.train.run`` unless ``workdir`` already holds a finished run; returns its report dict."""
+    """``train.train.run`` (which leaves a finished run in ``workdir`` alone); returns its report dict."""
     from train import train
 
-    report_path = os.path.join(workdir, "report.json")
-    if os.path.exists(report_path) and os.path.exists(os.path.join(workdir, "model.keras")):
-        print(f"{workdir}: finished earlier, reusing its report")
-        with open(report_path) as f:
-            return json.load(f)
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.method.complexity_weighted = bool(weighted)  # Omega_3 in train.stages' ssr method
+        # The point's run is its own config: a sweep grown by more points must not make it another run.
+        del config["sweep"]
     return train.run(config, workdir)
 
 
