@@ -8,6 +8,7 @@ raising instead.
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -207,6 +208,7 @@ def _binary(*args, env=ENV):
                           capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.tf_only
 @pytest.mark.parametrize("key, near", [("foo", None), ("method.kernel_strenght", "method.kernel_strength"),
                                        ("data.batchsize", "data.batch_size")])
 def test_an_unknown_config_key_is_named_with_the_nearest_valid_one(key, near, tmp_path):
@@ -277,7 +279,8 @@ def _outputs(workdir):
     import tensorflow as tf
 
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
-    served = tf.saved_model.load(os.path.join(workdir, "saved_model")).serve(tf.constant(x))
+    loaded = tf.saved_model.load(os.path.join(workdir, "saved_model"))  # kept: serve() uses its variables
+    served = loaded.serve(tf.constant(x))
     return {
         "weights": keras.saving.load_model(os.path.join(workdir, "model.keras"), compile=False).get_weights(),
         "served": np.asarray(served),
@@ -341,34 +344,20 @@ def test_kills_at_every_write_then_reruns_end_with_the_uninterrupted_files(finis
 
 @pytest.mark.tf_only
 @pytest.mark.slow
-def test_a_sigkill_while_the_savedmodel_is_renamed_then_a_rerun_recovers(finished_run, tmp_path):
-    """A real SIGKILL (lock and temporaries left behind), then the plain command again."""
-    _, expected = finished_run
-    args = [f"--workdir={tmp_path}", "--config.data.train_examples=128", "--config.checkpoint_every_steps=100"]
-    killed = _binary(*args, env=dict(ENV, **{workdir_lib.KILL_ENV: "saved_model:staged"}))
-    assert killed.returncode == -9 and (tmp_path / ".lock").exists()
-    assert [name for name in os.listdir(tmp_path) if name.startswith(".tmp-saved_model")]
-    rerun = _binary(*args)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "Taking over" in rerun.stdout and "Resuming" in rerun.stdout
-    _assert_same(_outputs(tmp_path), expected)
-
-
-@pytest.mark.tf_only
-@pytest.mark.slow
-def test_a_second_live_binary_on_one_workdir_exits_2_naming_the_owner(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from sparse_keras.training import workdir as w\n"
-         "with w.claim(sys.argv[1], {}):\n print('held', flush=True); time.sleep(300)", str(tmp_path)],
-        cwd=REPO, env=ENV, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        result = _binary(f"--workdir={tmp_path}", "--config.data.train_examples=128")
-    finally:
-        holder.kill()
-        holder.wait()
-    assert result.returncode == 2 and f"is in use by pid {holder.pid}" in result.stderr
-    assert sorted(os.listdir(tmp_path)) == [".lock"]
+def test_a_sigkill_while_the_savedmodel_is_swapped_in_then_a_rerun_recovers(finished_run, tmp_path, capsys):
+    """A real SIGKILL (lock and temporaries left behind) in a run whose training had ended, then a rerun."""
+    workdir, expected = finished_run
+    shutil.copytree(workdir, tmp_path / "w")
+    os.remove(tmp_path / "w" / workdir_lib.FINISHED_FILE)  # killed before it finished, trained state checkpointed
+    killed = _binary(f"--workdir={tmp_path / 'w'}", "--config.data.train_examples=128",
+                     "--config.checkpoint_every_steps=100", env=dict(ENV, **{workdir_lib.KILL_ENV: "saved_model:staged"}))
+    assert killed.returncode == -9 and (tmp_path / "w" / ".lock").exists(), killed.stderr[-2000:]
+    assert [name for name in os.listdir(tmp_path / "w") if name.startswith(".tmp-saved_model")]
+    _run(tmp_path / "w")
+    out = capsys.readouterr().out
+    assert "Taking over" in out and "Resuming" in out
+    _assert_same(_outputs(tmp_path / "w"), expected)
+    assert not [name for name in os.listdir(tmp_path / "w") if name.startswith(".tmp") or name == ".lock"]
 
 
 @pytest.mark.tf_only

@@ -34,13 +34,22 @@ def check_config(config):
     from sparse_keras import admm as admm_lib
 
     for key in ("learning_rate", "rho", "mu_start", "mu_stop", "epsilon"):
-        if not isinstance(config[key], (int, float)) or not config[key] > 0:
-            raise ValueError(f"config.{key} must be a positive number, got {config[key]!r}")
+        if not isinstance(config[key], (int, float)) or not 0 < config[key] < float("inf"):
+            raise ValueError(f"config.{key} must be a finite positive number, got {config[key]!r}")
     for key in ("batch_size", "mu_num", "delta", "nu", "xi"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ValueError(f"config.{key} must be a positive integer, got {config[key]!r}")
     if not isinstance(config.pretrain_epochs, int) or config.pretrain_epochs < 0:
         raise ValueError(f"config.pretrain_epochs must be a non-negative integer, got {config.pretrain_epochs!r}")
+    from sparse_keras.data import catalog
+
+    split_size = catalog.spec(config.dataset).num_train_examples
+    examples = config.train_examples if config.train_examples is not None else split_size
+    if not isinstance(examples, int) or not 1 <= examples <= split_size:
+        raise ValueError(f"config.train_examples must be None or an integer in [1, {split_size}] (the train split of "
+                         f"{config.dataset}), got {config.train_examples!r}")
+    if config.batch_size > examples:
+        raise ValueError(f"config.batch_size={config.batch_size} is larger than the {examples} training examples")
     # The W-step penalty rho/2 ||W - U||^2 has curvature rho; SGD with heavy-ball momentum beta is stable
     # on it only while lr * rho < 2 (1 + beta).
     bound = 2 * (1 + config.momentum)

@@ -33,7 +33,6 @@ twin of the same multiply-adds: accuracy gain, measured speed ratio, per seed an
 """
 
 import copy
-import json
 import os
 
 from train import common

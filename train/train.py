@@ -8,15 +8,17 @@ The config (schema in ``configs/common.py``) names the model, data, optimizer an
 when ``TF_CONFIG`` names several workers; ``config.strategy`` overrides), executes the method's stages with
 the shared custom loop (:mod:`sparse_keras.training.loop`), checkpointing every
 ``config.checkpoint_every_steps`` steps and at every epoch end. Rerunning the same command after a crash
-or a kill resumes from the last checkpoint exactly: weights, optimizer, step, data position, masks and
-ADMM state.
+or a kill resumes from the newest intact checkpoint exactly: weights, optimizer, step, data position, masks
+and ADMM state; rerunning a finished run leaves it alone; another config in a used workdir is refused
+(``--overwrite`` to replace it). See docs/runs.md.
 
 Writes to ``workdir``: ``checkpoints/``, ``tensorboard/`` (loss, learning rate, accuracy, per-layer
 width and zero-filter fraction), ``report.{md,json}`` (accuracy, params, multiply-adds, per-layer
 table), ``architecture.png``, ``model.keras`` and ``saved_model/`` (``model.export``: loads with
 ``tf.saved_model.load`` and serves ``serve``). With ``config.shrink=True`` the exported model is the
 physically smaller one (:func:`sparse_keras.shrinking.shrink`), the report adds its measured CPU speedup,
-and ``dense_with_zeros.keras`` keeps the trained model. Bad configs fail before anything is written.
+and ``dense_with_zeros.keras`` keeps the trained model. Also ``config.json`` (the run's identity) and, last,
+``finished.json``. Bad configs fail before anything is written.
 """
 
 import json
