@@ -93,7 +93,10 @@ def run_config_case(method, overrides, key, root):
         *parents, leaf = dotted.split(".")
         for parent in parents:
             node = node[parent]
-        node[leaf] = value
+        try:
+            node[leaf] = value
+        except TypeError as error:  # the config's own field types (the command line fails the same way)
+            return True, f"refused by the config's field type: {str(error)[:90]}"
     workdir = tempfile.mkdtemp(dir=root)
     os.rmdir(workdir)
 

@@ -365,5 +365,5 @@ def test_a_sigkill_while_the_savedmodel_is_swapped_in_then_a_rerun_recovers(fini
 def test_a_run_that_prunes_everything_says_so_loudly_in_its_report(tmp_path):
     report = _run(tmp_path, "admm", **{"method.mu": 1e30, "data.train_examples": 64})
     warnings_ = report["warnings"]
-    assert any("5 of 6 layers pruned to width 0 (conv1, conv2, conv3, conv4, conv5)" in w for w in warnings_), warnings_
-    assert "**WARNING: 5 of 6 layers pruned to width 0" in (tmp_path / "report.md").read_text()
+    assert any("6 of 6 layers pruned to width 0 (conv1, conv2, conv3, conv4, conv5, classifier)" in w for w in warnings_), warnings_
+    assert "**WARNING: 6 of 6 layers pruned to width 0" in (tmp_path / "report.md").read_text()

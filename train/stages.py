@@ -80,8 +80,11 @@ def check(config):
             _count(config, key)
         if _count(config, "update_every") < 1:
             raise ValueError(f"config.method.update_every must be >= 1, got {config.method.update_every!r}")
-        ADMM(config.method.penalty, mu=config.method.mu, rho=config.method.rho, block=config.method.block,
-             guard=config.method.guard)  # penalty/block/guard errors name the value
+        try:  # its errors start with the argument's name, which is the config key under config.method
+            ADMM(config.method.penalty, mu=config.method.mu, rho=config.method.rho, block=config.method.block,
+                 guard=config.method.guard)
+        except ValueError as error:
+            raise ValueError(f"config.method.{error}") from None
         # The W-step penalty rho/2 ||W - U||^2 has curvature rho: heavy-ball SGD is stable on it only while
         # lr * rho < 2 (1 + momentum).
         lr, momentum = config.optimizer.learning_rate, config.optimizer.get("momentum", 0.0)

@@ -43,7 +43,8 @@ def check_config(config):
 
     if config.model.name not in models.available():
         raise ValueError(f"config.model.name={config.model.name!r} is not a registered model; known: {models.available()}")
-    catalog.spec(config.data.name)  # unknown dataset: names it and lists the known ones
+    if config.data.name not in catalog.CATALOG:
+        raise ValueError(f"config.data.name={config.data.name!r} is not a known dataset; known: {sorted(catalog.CATALOG)}")
     if not _positive_int(config.data.batch_size):
         raise ValueError(f"config.data.batch_size must be a positive integer, got {config.data.batch_size!r}")
     if config.data.train_examples is not None and not _positive_int(config.data.train_examples):
