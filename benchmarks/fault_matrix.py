@@ -260,11 +260,12 @@ def kill_cases(root):
         else:
             shutil.copytree(trained, workdir)
             killed = _binary(workdir, point)
+        marked = os.path.exists(os.path.join(workdir, "finished.json"))  # a killed run must not look finished
         rerun = _binary(workdir)
-        ok = killed.returncode == -9 and rerun.returncode == 0 and _same(_files(workdir), expected)
-        finished_before = os.path.exists(os.path.join(workdir, "finished.json")) and point != "finished"
-        rows.append((f"SIGKILL before `{point}`", ok and not finished_before,
-                     f"killed rc {killed.returncode}, rerun rc {rerun.returncode}"))
+        ok = killed.returncode == -9 and not marked and rerun.returncode == 0 and _same(_files(workdir), expected)
+        rows.append((f"SIGKILL before `{point}`", ok, f"killed rc {killed.returncode}, rerun rc {rerun.returncode}, "
+                     f"{'resumed' if 'Resuming' in rerun.stdout else 'did not resume'}, files "
+                     f"{'equal' if ok else 'differ'} to the uninterrupted run's"))
     return rows
 
 

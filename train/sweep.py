@@ -128,8 +128,6 @@ def _train_once(config, workdir, weighted=False):
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.method.complexity_weighted = bool(weighted)  # Omega_3 in train.stages' ssr method
-        # The point's run is its own config: a sweep grown by more points must not make it another run.
-        del config["sweep"]
     return train.run(config, workdir)
 
 
