@@ -209,8 +209,7 @@ def _binary(*args, env=ENV):
 
 
 @pytest.mark.tf_only
-@pytest.mark.parametrize("key, near", [("foo", None), ("method.kernel_strenght", "method.kernel_strength"),
-                                       ("data.batchsize", "data.batch_size")])
+@pytest.mark.parametrize("key, near", [("foo", None), ("method.kernel_strenght", "method.kernel_strength")])
 def test_an_unknown_config_key_is_named_with_the_nearest_valid_one(key, near, tmp_path):
     config = "ssr" if "kernel" in key else "none"
     result = subprocess.run([sys.executable, "-m", "train.train", f"--config={SMOKE}:{config}",
