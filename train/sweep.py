@@ -34,6 +34,7 @@ twin of the same multiply-adds: accuracy gain, measured speed ratio, per seed an
 
 import copy
 import os
+import shutil
 
 from train import common
 from train import stages as stages_lib
@@ -192,12 +193,18 @@ def _latencies(workdirs, input_shape, batches, repeats, rounds):
     return best
 
 
-def run(config, workdir):
-    """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`."""
+def run(config, workdir, overwrite=False):
+    """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`.
+
+    Each point is its own run (``train.train.run``): finished points are reused, a point whose config
+    changed is refused; ``overwrite`` deletes the whole sweep's workdir first.
+    """
     check_config(config)
     from sparse_keras import frontier, io
     from sparse_keras import data as data_lib
 
+    if overwrite and os.path.isdir(workdir):
+        shutil.rmtree(workdir)
     common.prepare_workdir(workdir)
     sweep = config.sweep
     seeds = tuple(sweep.get("seeds", ()))
