@@ -48,8 +48,10 @@ def experiment(
             "batch_size": batch_size,
             "train_examples": ml_collections.FieldReference(None, field_type=int),
             "augment": True,
-            "normalize_mean": None,  # per-channel (x - mean) / std after scaling to [0, 1], e.g. CIFAR's
-            "normalize_std": None,
+            # Per-channel (x - mean) / std after scaling to [0, 1], e.g. CIFAR's: a number or a tuple, so typed
+            # as any literal (--config.data.normalize_std='(0.25, 0.24, 0.26)' overrides it).
+            "normalize_mean": ml_collections.FieldReference(None, field_type=object),
+            "normalize_std": ml_collections.FieldReference(None, field_type=object),
         }
     )
     config.optimizer = ml_collections.ConfigDict(
@@ -66,7 +68,7 @@ def experiment(
          "final_learning_rate": 0.0}
     )
     config.epochs = epochs
-    config.method = ml_collections.ConfigDict({"name": method, **dict(method_kwargs or {})})
+    config.method = ml_collections.ConfigDict({"name": method, **_typed_nones(method_kwargs or {})})
     config.mixed_precision = ml_collections.FieldReference(None, field_type=str)
     config.strategy = "auto"
     config.checkpoint_every_steps = ml_collections.FieldReference(500, field_type=int)  # plus every epoch end
@@ -75,6 +77,17 @@ def experiment(
     config.deterministic = False  # tf.config.experimental.enable_op_determinism()
     config.shrink = False  # export the physically smaller model (sparse_keras.shrinking) and time it
     return config
+
+
+# Method keys whose None default still has a type, so that --config.method.<key>=... can set them; other
+# None-valued keys take any Python literal.
+OPTIONAL_METHOD_TYPES = {"guard": float, "finetune_optimizer": object, "finetune_schedule": object}
+
+
+def _typed_nones(kwargs):
+    """``kwargs`` with every None value a typed FieldReference (ml_collections cannot override a bare None)."""
+    return {key: ml_collections.FieldReference(None, field_type=OPTIONAL_METHOD_TYPES.get(key, object))
+            if value is None else value for key, value in kwargs.items()}
 
 
 def iterations_to_epochs(iterations, batch_size, train_examples):

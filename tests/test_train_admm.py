@@ -39,7 +39,7 @@ def test_admm_binary_writes_the_solution_path_and_resumes(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"rho": 0.0}, "config.rho must be a positive number, got 0.0"),
+        ({"rho": 0.0}, "config.rho must be a finite positive number, got 0.0"),
         ({"penalty": "l3"}, "penalty must be one of"),
         ({"nu": 0}, "config.nu must be a positive integer, got 0"),
         ({"pretrained": "/nonexistent.keras"}, "/nonexistent.keras"),
@@ -61,7 +61,7 @@ def test_command_line_overrides_reach_the_config_and_bad_values_stop_it(tmp_path
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300)
     assert result.returncode != 0
-    assert "config.rho must be a positive number, got -2.0" in result.stderr
+    assert "config.rho must be a finite positive number, got -2.0" in result.stderr
     assert not (tmp_path / "run").exists()
 
 

@@ -101,9 +101,9 @@ def test_bfloat16_mixed_precision_is_one_switch(tmp_path):
     "overrides, message",
     [
         (["--config.model.name=resnet9000"], "config.model.name='resnet9000'"),
-        (["--config.method.mu=-1.0"], "config.method.mu must be a number > 0, got -1.0"),
+        (["--config.method.mu=-1.0"], "config.method.mu must be a finite number > 0, got -1.0"),
         (["--config.data.name=imagenet_fake"], "name='imagenet_fake'"),
-        (["--config.optimizer.learning_rate=0.0"], "config.optimizer.learning_rate must be a positive number"),
+        (["--config.optimizer.learning_rate=0.0"], "config.optimizer.learning_rate must be a finite positive number"),
         (["--config.mixed_precision=float8"], "config.mixed_precision must be one of"),
         (["--config.data.name=cifar10", "--config.data.data_dir=/nonexistent/tfds"], "is not prepared in"),
     ],

@@ -25,18 +25,31 @@ import os
 from train import common
 
 
+# Keys that change how a run is watched, not what it computes: a rerun may change them.
+COSMETIC_KEYS = ("progress", "checkpoint_every_steps")
+
+
 def check_config(config):
     """Fails before any work with a message naming the bad key and value."""
     from sparse_keras import admm as admm_lib
 
     for key in ("learning_rate", "rho", "mu_start", "mu_stop", "epsilon"):
-        if not isinstance(config[key], (int, float)) or not config[key] > 0:
-            raise ValueError(f"config.{key} must be a positive number, got {config[key]!r}")
+        if not isinstance(config[key], (int, float)) or not 0 < config[key] < float("inf"):
+            raise ValueError(f"config.{key} must be a finite positive number, got {config[key]!r}")
     for key in ("batch_size", "mu_num", "delta", "nu", "xi"):
         if not isinstance(config[key], int) or config[key] < 1:
             raise ValueError(f"config.{key} must be a positive integer, got {config[key]!r}")
     if not isinstance(config.pretrain_epochs, int) or config.pretrain_epochs < 0:
         raise ValueError(f"config.pretrain_epochs must be a non-negative integer, got {config.pretrain_epochs!r}")
+    from sparse_keras.data import catalog
+
+    split_size = catalog.spec(config.dataset).num_train_examples
+    examples = config.train_examples if config.train_examples is not None else split_size
+    if not isinstance(examples, int) or not 1 <= examples <= split_size:
+        raise ValueError(f"config.train_examples must be None or an integer in [1, {split_size}] (the train split of "
+                         f"{config.dataset}), got {config.train_examples!r}")
+    if config.batch_size > examples:
+        raise ValueError(f"config.batch_size={config.batch_size} is larger than the {examples} training examples")
     # The W-step penalty rho/2 ||W - U||^2 has curvature rho; SGD with heavy-ball momentum beta is stable
     # on it only while lr * rho < 2 (1 + beta).
     bound = 2 * (1 + config.momentum)
@@ -154,7 +167,7 @@ class _PathMacs:
             self.admm.history[-1]["macs"] = filter_macs(self.model, self.admm)[1]
 
 
-def run(config, workdir, strategy=None):
+def run(config, workdir, strategy=None, overwrite=False):
     """The whole job; returns the summary written to ``workdir/summary.json``.
 
     Two stages in the shared ``tf.distribute`` loop: dense pre-training (skipped with ``config.pretrained``)
@@ -162,18 +175,22 @@ def run(config, workdir, strategy=None):
     ``config.checkpoint_every_steps`` steps and at every epoch end (weights, optimizer, position, F, Gamma,
     masks, the path so far): rerunning the command after a crash resumes exactly.
     """
-    check_config(config)
+    from sparse_keras.training import workdir as workdir_lib
+
+    try:
+        check_config(config)
+    except ValueError as error:
+        raise workdir_lib.RunError(str(error)) from error
     import keras
 
     from sparse_keras import admm as admm_lib
-    from sparse_keras import io, models
+    from sparse_keras import models
     from sparse_keras import data as data_lib
     from sparse_keras.models import admm_paper
-    from sparse_keras.training import checkpoint, distribute, loop
+    from sparse_keras.training import checkpoint, distribute
 
     input_shape, num_classes, _ = data_lib.dataset_info(config.dataset)
     path = mu_path(config)
-    common.prepare_workdir(workdir)
     keras.utils.set_random_seed(config.seed)
     strategy = strategy or distribute.make_strategy(config.get("strategy", "auto"))
 
@@ -194,7 +211,26 @@ def run(config, workdir, strategy=None):
         optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
         admm = admm_lib.ADMM(config.penalty, mu=path, rho=config.rho, block=config.block, layers=layers,
                              epsilon=config.epsilon, stopping=config.stopping, guard=config.guard, finetune=config.finetune)
-        checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), model, optimizer)
+    with workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite, ignore=COSMETIC_KEYS):
+        if workdir_lib.finished(workdir):
+            print(f"{workdir}: this run finished earlier; its results are left as they are")
+            with open(os.path.join(workdir, "summary.json")) as f:
+                return json.load(f)
+        with strategy.scope():
+            checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), model, optimizer)
+        summary = _train_path(config, workdir, strategy, model, optimizer, admm, checkpointer, train_data, test, path)
+        workdir_lib.mark_finished(workdir, ("solution_path.csv", "solution_path.md", "solution_path.png",
+                                            "model.keras", "saved_model", "summary.json"))
+    return summary
+
+
+def _train_path(config, workdir, strategy, model, optimizer, admm, checkpointer, train_data, test, path):
+    """Dense pre-training and the mu path, resumed from the newest intact checkpoint; then the outputs."""
+    import keras
+
+    from sparse_keras import io
+    from sparse_keras.training import loop
+
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
     every = config.get("checkpoint_every_steps", None)
     baseline_file = os.path.join(workdir, "baseline.json")
@@ -219,7 +255,7 @@ def run(config, workdir, strategy=None):
         checkpointer.procedures = {"admm": admm}
         checkpointer.restore()
         baseline = json.loads(open(baseline_file).read())["accuracy"]
-        print(f"Resumed from {checkpointer.latest}: mu {min(admm.mu_index + 1, len(path))} of {len(path)}")
+        print(f"Resumed from {checkpointer.intact()}: mu {min(admm.mu_index + 1, len(path))} of {len(path)}")
     if admm.phase != "done":
         hooks = [_Evaluate(model, test), admm, _PathMacs(model, admm), common.CheckpointHook(checkpointer, 1, every)]
         loop.train(model, optimizer, loss_fn, lambda e: train_data(e, 1), strategy=strategy, epochs=admm.total_epochs,

@@ -5,37 +5,88 @@ import os
 
 def prepare_workdir(workdir):
     """Creates ``workdir`` and proves it writable before training starts."""
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        probe = os.path.join(workdir, ".write-test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(f"--workdir={workdir!r} is not a writable directory: {error}") from None
-    return workdir
+    from sparse_keras.training import workdir as workdir_lib
+
+    return workdir_lib.prepare(workdir)
 
 
 def main(run, config_help):
     """Entry point of a binary: defines ``--config`` (an ml_collections config file, overridable with
-    ``--config.key=value``) and ``--workdir``, parses them, and calls ``run(config, workdir)``.
+    ``--config.key=value``), ``--workdir`` and ``--overwrite``, parses them, and calls
+    ``run(config, workdir, overwrite=...)``.
+
+    An unknown override key is named with the nearest valid one; a run that must not start (a bad config
+    value, a workdir of another config or in use) prints its message alone and exits with status 2 (the
+    traceback too with ``--verbosity=1``).
 
     Flags are defined here, when a binary is run, not when its module is imported, so that tests and
     other binaries can import several binaries into one process.
     """
+    import sys
+
     from absl import app, flags
     from ml_collections import config_flags
 
     config_flag = config_flags.DEFINE_config_file("config", None, config_help)
     workdir_flag = flags.DEFINE_string("workdir", None, "Directory for outputs, checkpoints and logs.")
+    overwrite_flag = flags.DEFINE_bool("overwrite", False, "Delete the run the workdir holds (another config's, "
+                                       "or a finished one) and start this one there.")
     flags.mark_flags_as_required(["config", "workdir"])
 
     def _main(argv):
+        from sparse_keras.training import checkpoint, workdir
+
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-        run(config_flag.value, workdir_flag.value)
+        try:
+            run(config_flag.value, workdir_flag.value, overwrite=overwrite_flag.value)
+        except (workdir.RunError, checkpoint.CheckpointError) as error:
+            if flags.FLAGS.verbosity >= 1:
+                raise
+            print(f"Error: {error}", file=sys.stderr)
+            sys.exit(2)
 
+    _check_override_keys(sys.argv)
     app.run(_main)
+
+
+def _check_override_keys(argv):
+    """Exits (status 2) naming an unknown ``--config.<key>`` and the nearest valid key, before absl parses.
+
+    ml_collections would fail on it with an ``AttributeError`` deep inside flag parsing.
+    """
+    import difflib
+    import sys
+
+    from sparse_keras.training import workdir
+
+    path = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+    overrides = [a[len("--config."):].split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
+    if path is None or not overrides:
+        return
+    try:
+        config = load_config(path)
+    except Exception:  # noqa: BLE001 (a broken config file: absl's own parsing reports it)
+        return
+    flat = workdir.flatten(config.to_dict())
+    known = set(flat) | {key.rsplit(".", i)[0] for key in flat for i in range(1, key.count(".") + 1)}
+    for key in overrides:
+        if key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean config.{near[0]}?" if near else ""
+            print(f"Error: --config.{key}: config.{key} is not a key of {path}{hint}", file=sys.stderr)
+            sys.exit(2)
+
+
+def load_config(path):
+    """The ConfigDict of a config file argument ``path[:argument]``, as ``--config=`` reads it."""
+    import importlib.util
+
+    path, _, argument = path.partition(":")
+    spec = importlib.util.spec_from_file_location("_config_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(argument) if argument else module.get_config()
 
 
 class CheckpointHook:
@@ -76,16 +127,25 @@ def export(model, workdir):
     import tempfile
 
     from sparse_keras import io
+    from sparse_keras.training import workdir as workdir_lib
 
+    workdir_lib.kill_point("model.keras")
     with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
         model.save(tmp)
+    workdir_lib.kill_point("saved_model")
     final = os.path.join(workdir, "saved_model")
     staging = tempfile.mkdtemp(prefix=".tmp-saved_model-", dir=workdir)
     try:
         model.export(staging, format="tf_saved_model", verbose=False)
+        workdir_lib.kill_point("saved_model:staged")
+        # The old export is moved aside, not deleted, until the new one is in place.
+        old = None
         if os.path.exists(final):
-            shutil.rmtree(final)
+            old = tempfile.mkdtemp(prefix=".tmp-old-saved_model-", dir=workdir)
+            os.replace(final, os.path.join(old, "saved_model"))
         os.replace(staging, final)
+        if old is not None:
+            shutil.rmtree(old)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

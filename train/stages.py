@@ -22,6 +22,7 @@ Methods (``config.method.name``) and their keys:
 """
 
 import dataclasses
+import math
 from typing import Callable
 
 METHODS = ("none", "lst", "csc", "ssr", "admm", "lrsd")
@@ -41,10 +42,11 @@ class Stage:
 
 def _number(config, key, minimum=0.0, strict=False):
     value = config.method.get(key)
-    ok = isinstance(value, (int, float)) and value == value and (value > minimum if strict else value >= minimum)
+    ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+          and (value > minimum if strict else value >= minimum))
     if not ok:
         relation = ">" if strict else ">="
-        raise ValueError(f"config.method.{key} must be a number {relation} {minimum:g}, got {value!r}")
+        raise ValueError(f"config.method.{key} must be a finite number {relation} {minimum:g}, got {value!r}")
     return value
 
 
@@ -78,8 +80,11 @@ def check(config):
             _count(config, key)
         if _count(config, "update_every") < 1:
             raise ValueError(f"config.method.update_every must be >= 1, got {config.method.update_every!r}")
-        ADMM(config.method.penalty, mu=config.method.mu, rho=config.method.rho, block=config.method.block,
-             guard=config.method.guard)  # penalty/block/guard errors name the value
+        try:  # its errors start with the argument's name, which is the config key under config.method
+            ADMM(config.method.penalty, mu=config.method.mu, rho=config.method.rho, block=config.method.block,
+                 guard=config.method.guard)
+        except ValueError as error:
+            raise ValueError(f"config.method.{error}") from None
         # The W-step penalty rho/2 ||W - U||^2 has curvature rho: heavy-ball SGD is stable on it only while
         # lr * rho < 2 (1 + momentum).
         lr, momentum = config.optimizer.learning_rate, config.optimizer.get("momentum", 0.0)
@@ -105,7 +110,11 @@ def plan(config, model):
     """The stages of ``config``'s method on ``model`` (built, inside the strategy scope)."""
     name = config.method.name
     train = Stage("train", config.epochs)
-    if name in ("none", "lst"):
+    if name == "none":
+        return [train]
+    if name in ("lst", "csc"):
+        _require_layers(config, model)
+    if name == "lst":
         return [train]
     if name == "csc":
         return [_csc(model, train)]
@@ -114,6 +123,20 @@ def plan(config, model):
     if name == "admm":
         return _admm(config, model, train)
     return _lrsd(config, model, train)
+
+
+def _require_layers(config, model):
+    """``lst`` and ``csc`` are models' methods: a model without their layers would train plainly."""
+    from sparse_keras.layers import csc, lst
+
+    kinds = {"lst": (lst.LSTBlockI, lst.LSTBlockII, lst.SharedSpatialTransform), "csc": (csc.CSCConv2D,)}
+    wanted = kinds[config.method.name]
+    if not any(isinstance(layer, wanted) for layer in model._flatten_layers(include_self=True, recursive=True)):
+        raise ValueError(
+            f"config.method.name={config.method.name!r} needs a model with {config.method.name.upper()} layers "
+            f"({', '.join(k.__name__ for k in wanted)}); config.model.name={config.model.name!r} with "
+            f"config.model.kwargs={dict(config.model.kwargs)!r} has none"
+        )
 
 
 class _RefreshStepSizes:

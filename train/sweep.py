@@ -33,8 +33,8 @@ twin of the same multiply-adds: accuracy gain, measured speed ratio, per seed an
 """
 
 import copy
-import json
 import os
+import shutil
 
 from train import common
 from train import stages as stages_lib
@@ -123,14 +123,9 @@ def _write_architecture(point_dir, base):
 
 
 def _train_once(config, workdir, weighted=False):
-    """``train.train.run`` unless ``workdir`` already holds a finished run; returns its report dict."""
+    """``train.train.run`` (which leaves a finished run in ``workdir`` alone); returns its report dict."""
     from train import train
 
-    report_path = os.path.join(workdir, "report.json")
-    if os.path.exists(report_path) and os.path.exists(os.path.join(workdir, "model.keras")):
-        print(f"{workdir}: finished earlier, reusing its report")
-        with open(report_path) as f:
-            return json.load(f)
     config = config.copy_and_resolve_references()
     with config.unlocked():
         config.method.complexity_weighted = bool(weighted)  # Omega_3 in train.stages' ssr method
@@ -198,12 +193,18 @@ def _latencies(workdirs, input_shape, batches, repeats, rounds):
     return best
 
 
-def run(config, workdir):
-    """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`."""
+def run(config, workdir, overwrite=False):
+    """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`.
+
+    Each point is its own run (``train.train.run``): finished points are reused, a point whose config
+    changed is refused; ``overwrite`` deletes the whole sweep's workdir first.
+    """
     check_config(config)
     from sparse_keras import frontier, io
     from sparse_keras import data as data_lib
 
+    if overwrite and os.path.isdir(workdir):
+        shutil.rmtree(workdir)
     common.prepare_workdir(workdir)
     sweep = config.sweep
     seeds = tuple(sweep.get("seeds", ()))

@@ -8,15 +8,17 @@ The config (schema in ``configs/common.py``) names the model, data, optimizer an
 when ``TF_CONFIG`` names several workers; ``config.strategy`` overrides), executes the method's stages with
 the shared custom loop (:mod:`sparse_keras.training.loop`), checkpointing every
 ``config.checkpoint_every_steps`` steps and at every epoch end. Rerunning the same command after a crash
-or a kill resumes from the last checkpoint exactly: weights, optimizer, step, data position, masks and
-ADMM state.
+or a kill resumes from the newest intact checkpoint exactly: weights, optimizer, step, data position, masks
+and ADMM state; rerunning a finished run leaves it alone; another config in a used workdir is refused
+(``--overwrite`` to replace it). See docs/runs.md.
 
 Writes to ``workdir``: ``checkpoints/``, ``tensorboard/`` (loss, learning rate, accuracy, per-layer
 width and zero-filter fraction), ``report.{md,json}`` (accuracy, params, multiply-adds, per-layer
 table), ``architecture.png``, ``model.keras`` and ``saved_model/`` (``model.export``: loads with
 ``tf.saved_model.load`` and serves ``serve``). With ``config.shrink=True`` the exported model is the
 physically smaller one (:func:`sparse_keras.shrinking.shrink`), the report adds its measured CPU speedup,
-and ``dense_with_zeros.keras`` keeps the trained model. Bad configs fail before anything is written.
+and ``dense_with_zeros.keras`` keeps the trained model. Also ``config.json`` (the run's identity) and, last,
+``finished.json``. Bad configs fail before anything is written.
 """
 
 import json
@@ -41,13 +43,17 @@ def check_config(config):
 
     if config.model.name not in models.available():
         raise ValueError(f"config.model.name={config.model.name!r} is not a registered model; known: {models.available()}")
-    catalog.spec(config.data.name)  # unknown dataset: names it and lists the known ones
+    if config.data.name not in catalog.CATALOG:
+        raise ValueError(f"config.data.name={config.data.name!r} is not a known dataset; known: {sorted(catalog.CATALOG)}")
     if not _positive_int(config.data.batch_size):
         raise ValueError(f"config.data.batch_size must be a positive integer, got {config.data.batch_size!r}")
     if config.data.train_examples is not None and not _positive_int(config.data.train_examples):
         raise ValueError(f"config.data.train_examples must be None or a positive integer, got {config.data.train_examples!r}")
-    if not isinstance(config.epochs, int) or config.epochs < 0:
-        raise ValueError(f"config.epochs must be a non-negative integer, got {config.epochs!r}")
+    if not _positive_int(config.epochs):  # every method's main training; 0 would export an untrained model
+        raise ValueError(f"config.epochs must be a positive integer, got {config.epochs!r}")
+    if not isinstance(config.seed, int) or isinstance(config.seed, bool) or config.seed < 0:
+        raise ValueError(f"config.seed must be a non-negative integer, got {config.seed!r}")
+    _check_data_sizes(config)
     if config.mixed_precision not in POLICIES:
         raise ValueError(f"config.mixed_precision must be one of {POLICIES}, got {config.mixed_precision!r}")
     if config.get("strategy", "auto") not in STRATEGIES:
@@ -57,6 +63,32 @@ def check_config(config):
         raise ValueError(f"config.checkpoint_every_steps must be None or a positive integer, got {every!r}")
     optimizers.check(config.optimizer, config.schedule)
     stages_lib.check(config)
+
+
+def _check_data_sizes(config):
+    """Examples against the split, the batch against the examples, the normalisation, the data directory."""
+    import math
+
+    from sparse_keras.data import catalog
+
+    split_size = catalog.spec(config.data.name).num_train_examples
+    if config.data.train_examples is not None and config.data.train_examples > split_size:
+        raise ValueError(f"config.data.train_examples={config.data.train_examples} is larger than the "
+                         f"{split_size} examples of {config.data.name}'s train split")
+    examples = config.data.train_examples or split_size
+    if config.data.batch_size > examples:
+        raise ValueError(f"config.data.batch_size={config.data.batch_size} is larger than the {examples} training "
+                         "examples (config.data.train_examples): not one step per epoch")
+    for key in ("normalize_mean", "normalize_std"):
+        value = config.data.get(key)
+        values = value if isinstance(value, (tuple, list)) else [value]
+        ok = value is None or all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        if not ok or (key == "normalize_std" and value is not None and min(values) <= 0):
+            raise ValueError(f"config.data.{key} must be None or finite numbers{' > 0' if 'std' in key else ''} "
+                             f"(one, or one per channel), got {value!r}")
+    data_dir = config.data.data_dir
+    if data_dir is not None and os.path.exists(data_dir) and not os.path.isdir(data_dir):
+        raise ValueError(f"config.data.data_dir={data_dir!r} is a file, not a directory")
 
 
 def check_data(config):
@@ -110,152 +142,253 @@ class _Summaries:
               f"multiply-adds {report.macs:,}/{report.base_macs:,}")
 
 
-def run(config, workdir, strategy=None):
-    """The whole job; returns the report dict also written to ``workdir/report.json``."""
-    check_config(config)
-    check_data(config)
-    import keras
-    import tensorflow as tf
+# Keys that change how a run is watched, not what it computes: a rerun may change them.
+COSMETIC_KEYS = ("progress", "log_every_steps", "checkpoint_every_steps")
+OUTPUTS = ("architecture.md", "architecture.png", "model.keras", "saved_model", "report.md", "report.json")
 
-    from sparse_keras import analysis, io, models
-    from sparse_keras import data as data_lib
-    from sparse_keras.training import checkpoint, distribute, loop, optimizers
 
-    common.prepare_workdir(workdir)
-    keras.utils.set_random_seed(config.seed)
-    if config.get("deterministic", False):
-        tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(config.mixed_precision or "float32")
-    strategy = strategy or distribute.make_strategy(config.get("strategy", "auto"))
+def run(config, workdir, strategy=None, overwrite=False):
+    """The whole job; returns the report dict also written to ``workdir/report.json``.
 
-    info = data_lib.dataset_info(config.data.name)
-    examples = config.data.train_examples or info.num_train_examples
-    split = "train" if config.data.train_examples is None else f"train[:{config.data.train_examples}]"
-    batch = config.data.batch_size
-    steps_per_epoch = examples // batch
-    if steps_per_epoch < 1:
-        raise ValueError(f"config.data.batch_size={batch} is larger than the {examples} training examples")
-    augment = None if config.data.augment else "none"
+    Everything is checked and built before the workdir is touched; then the workdir is claimed for this
+    config (:func:`sparse_keras.training.workdir.claim`: identity, lock). A finished run is left alone;
+    an unfinished one resumes from its newest intact checkpoint, and the outputs are written from the
+    restored trained state.
+    """
+    from sparse_keras.training import workdir as workdir_lib
 
-    def normalized(dataset):
-        mean, std = config.data.get("normalize_mean"), config.data.get("normalize_std")
+    try:
+        check_config(config)
+        check_data(config)
+        job = _Job(config, strategy)
+    except ValueError as error:
+        raise workdir_lib.RunError(str(error)) from error
+    with workdir_lib.claim(workdir, config.to_dict(), overwrite=overwrite, ignore=COSMETIC_KEYS):
+        if workdir_lib.finished(workdir):
+            print(f"{workdir}: this run finished earlier; its results are left as they are")
+            return _load_json(os.path.join(workdir, "report.json"))
+        job.train(workdir)
+        summary = _write_outputs(config, job, workdir)
+        workdir_lib.kill_point("finished")
+        workdir_lib.mark_finished(workdir, OUTPUTS + (("dense_with_zeros.keras",) if config.get("shrink") else ()))
+    return summary
+
+
+class _Job:
+    """A run built and checked but not started: model, stages, optimizers, data (nothing written yet)."""
+
+    def __init__(self, config, strategy):
+        import keras
+        import tensorflow as tf
+
+        from sparse_keras import data as data_lib
+        from sparse_keras.training import distribute
+
+        self.config = config
+        keras.utils.set_random_seed(config.seed)
+        if config.get("deterministic", False):
+            tf.config.experimental.enable_op_determinism()
+        keras.mixed_precision.set_global_policy(config.mixed_precision or "float32")
+        self.strategy = strategy or distribute.make_strategy(config.get("strategy", "auto"))
+        self.info = data_lib.dataset_info(config.data.name)
+        self.steps_per_epoch = _examples(config) // config.data.batch_size
+        eval_split = data_lib.catalog.spec(config.data.name).eval_split  # "validation" for ImageNet / Places365
+        self.test = self._normalized(data_lib.load(config.data.name, eval_split, 500, train=False,
+                                                   data_dir=config.data.data_dir))
+        self.tau = config.method.get("tau", 0.0)
+        # Kernel sizes are read with the size regularizer's scheme even after fine-tuning took the penalty off.
+        self.scheme = config.method.get("size_scheme") if config.method.get("size_strength", 0) > 0 else None
+        self._build_model()
+
+    def _normalized(self, dataset):
+        import tensorflow as tf
+
+        mean, std = self.config.data.get("normalize_mean"), self.config.data.get("normalize_std")
         if mean is None and std is None:
             return dataset
         mean = tf.constant(mean if mean is not None else 0.0, tf.float32)
         std = tf.constant(std if std is not None else 1.0, tf.float32)
         return dataset.map(lambda x, y: ((x - mean) / std, y), num_parallel_calls=tf.data.AUTOTUNE)
 
-    def train_data(epoch, stage_index=0):
+    def train_data(self, epoch, stage_index=0):
+        from sparse_keras import data as data_lib
+
+        config = self.config
+        split = "train" if config.data.train_examples is None else f"train[:{config.data.train_examples}]"
+        augment = None if config.data.augment else "none"
         # Each epoch its own seed: a resumed run replays exactly the batches an uninterrupted one sees.
         seed = config.seed * 1_000_003 + stage_index * 10_007 + epoch
-        return normalized(data_lib.load(config.data.name, split, batch, train=True, seed=seed, augment=augment,
-                                        data_dir=config.data.data_dir))
+        return self._normalized(data_lib.load(config.data.name, split, config.data.batch_size, train=True,
+                                              seed=seed, augment=augment, data_dir=config.data.data_dir))
 
-    eval_split = data_lib.catalog.spec(config.data.name).eval_split  # "validation" for ImageNet / Places365
-    test = normalized(data_lib.load(config.data.name, eval_split, 500, train=False, data_dir=config.data.data_dir))
-    with strategy.scope():
-        model = models.get(config.model.name, num_classes=info.num_classes, input_shape=info.input_shape,
-                           **dict(config.model.kwargs))
-        stages = stages_lib.plan(config, model)
-        loss_scale = config.mixed_precision == "mixed_float16"
-        # Stages without their own optimizer share one, whose schedule spans all of their epochs.
-        shared_epochs = sum(st.epochs for st in stages if st.optimizer is None)
-        shared = optimizers.make(config.optimizer, config.schedule, steps_per_epoch, shared_epochs, loss_scale)
-        stage_optimizers = [
-            shared if st.optimizer is None
-            else optimizers.make(st.optimizer, st.schedule, steps_per_epoch, st.epochs, loss_scale)
-            for st in stages
-        ]
-        checkpointers = [
-            checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", f"stage{i}"), model, stage_optimizers[i])
-            for i in range(len(stages))
-        ]
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
-    writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-    position = next((p for p in (c.saved_position() for c in reversed(checkpointers)) if p is not None), None)
-    start_stage, start_epoch, start_batch = position or (0, 0, 0)
-    if position is not None:
-        print(f"Resuming {workdir}: stage {stages[start_stage].name if start_stage < len(stages) else 'done'}, "
-              f"epoch {start_epoch}, batch {start_batch}")
-    tau = config.method.get("tau", 0.0)
-    transitions_file = os.path.join(workdir, "transitions.json")
-    # Kernel sizes are read with the size regularizer's scheme even after fine-tuning took the penalty off.
-    scheme = config.method.get("size_scheme") if config.method.get("size_strength", 0) > 0 else None
-    offset = 0
-    for index, stage in enumerate(stages):
-        if index < start_stage:
+    def _build_model(self):
+        from sparse_keras import models
+        from sparse_keras.training import optimizers
+
+        config = self.config
+        with self.strategy.scope():
+            try:
+                self.model = models.get(config.model.name, num_classes=self.info.num_classes,
+                                        input_shape=self.info.input_shape, **dict(config.model.kwargs))
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"config.model.kwargs={dict(config.model.kwargs)!r} cannot build "
+                                 f"config.model.name={config.model.name!r}: {error}") from None
+            self.stages = stages_lib.plan(config, self.model)
+            loss_scale = config.mixed_precision == "mixed_float16"
+            # Stages without their own optimizer share one, whose schedule spans all of their epochs.
+            shared_epochs = sum(st.epochs for st in self.stages if st.optimizer is None)
+            shared = optimizers.make(config.optimizer, config.schedule, self.steps_per_epoch, shared_epochs,
+                                     loss_scale)
+            self.optimizers = [
+                shared if st.optimizer is None
+                else optimizers.make(st.optimizer, st.schedule, self.steps_per_epoch, st.epochs, loss_scale)
+                for st in self.stages
+            ]
+
+    def evaluate(self, model=None):
+        return common.evaluate(model or self.model, self.test)
+
+    def train(self, workdir):
+        """Every stage, resumed from the newest intact checkpoint; ends with the trained state restored."""
+        import keras
+        import tensorflow as tf
+
+        from sparse_keras import io
+        from sparse_keras.training import checkpoint, loop
+
+        config, stages, model = self.config, self.stages, self.model
+        with self.strategy.scope():
+            checkpointers = [
+                checkpoint.Checkpointer(os.path.join(workdir, "checkpoints", f"stage{i}"), model, self.optimizers[i])
+                for i in range(len(stages))
+            ]
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+        writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        position = next((p for p in (c.saved_position() for c in reversed(checkpointers)) if p is not None), None)
+        start_stage, start_epoch, start_batch = position or (0, 0, 0)
+        transitions_file = os.path.join(workdir, "transitions.json")
+        if position is None:
+            # The untrained model's accuracy: the report warns when training ends below it.
+            io.write_text(transitions_file, json.dumps({"initial": self.evaluate()[0]}, indent=2))
+        else:
+            print(f"Resuming {workdir}: stage {stages[start_stage].name if start_stage < len(stages) else 'done'}, "
+                  f"epoch {start_epoch}, batch {start_batch}")
+        if start_stage >= len(stages):
+            # Training ended earlier (a kill while the outputs were written): its final state, not a fresh model.
+            checkpointers[-1].restore()
+            return
+        offset = 0
+        for index, stage in enumerate(stages):
+            if index < start_stage:
+                offset += stage.epochs
+                continue
+            checkpointer, optimizer = checkpointers[index], self.optimizers[index]
+            with self.strategy.scope():
+                stage.enter()
+            checkpointer.procedures = stage.procedures
+            initial_epoch = initial_batch = 0
+            if position is not None and index == start_stage:
+                checkpointer.restore()
+                initial_epoch, initial_batch = start_epoch, start_batch
+            hooks = stage.hooks + [
+                _Summaries(writer, model, optimizer, self.evaluate, stage.name, offset, self.tau, self.scheme),
+                common.CheckpointHook(checkpointer, index, config.get("checkpoint_every_steps", None)),
+            ]
+            if initial_epoch < stage.epochs:
+                print(f"Stage {index + 1}/{len(stages)}: {stage.name}, {stage.epochs} epochs")
+                loop.train(model, optimizer, loss_fn, lambda e, i=index: self.train_data(e, i),
+                           strategy=self.strategy, epochs=stage.epochs, hooks=hooks, initial_epoch=initial_epoch,
+                           initial_batch=initial_batch, progress=config.get("progress", True),
+                           summary_writer=writer, log_every_steps=config.get("log_every_steps", 100))
+            # Accuracy before and after each transition (LRSD's dense / pruned columns), kept across resumes.
+            transitions = _load_json(transitions_file)
+            transitions[f"{stage.name}:end"] = self.evaluate()[0]
+            with self.strategy.scope():
+                stage.leave()
+            transitions[f"{stage.name}:after_transition"] = self.evaluate()[0]
+            io.write_text(transitions_file, json.dumps(transitions, indent=2))
+            checkpointer.procedures = {}
+            # The next stage starts from here (its own checkpointer: it may have its own optimizer).
+            checkpointers[min(index + 1, len(stages) - 1)].save(index + 1, 0, 0)
             offset += stage.epochs
-            continue
-        checkpointer, optimizer = checkpointers[index], stage_optimizers[index]
-        with strategy.scope():
-            stage.enter()
-        checkpointer.procedures = stage.procedures
-        initial_epoch = initial_batch = 0
-        if position is not None and index == start_stage:
-            checkpointer.restore()
-            initial_epoch, initial_batch = start_epoch, start_batch
-        hooks = stage.hooks + [
-            _Summaries(writer, model, optimizer, lambda: common.evaluate(model, test), stage.name, offset, tau,
-                       scheme),
-            common.CheckpointHook(checkpointer, index, config.get("checkpoint_every_steps", None)),
-        ]
-        if initial_epoch < stage.epochs:
-            print(f"Stage {index + 1}/{len(stages)}: {stage.name}, {stage.epochs} epochs")
-            loop.train(model, optimizer, loss_fn, lambda e, i=index: train_data(e, i), strategy=strategy,
-                       epochs=stage.epochs, hooks=hooks, initial_epoch=initial_epoch, initial_batch=initial_batch,
-                       progress=config.get("progress", True), summary_writer=writer,
-                       log_every_steps=config.get("log_every_steps", 100))
-        # Accuracy before and after each transition (LRSD's dense / pruned columns), kept across resumes.
-        transitions = _load_json(transitions_file)
-        transitions[f"{stage.name}:end"] = common.evaluate(model, test)[0]
-        with strategy.scope():
-            stage.leave()
-        transitions[f"{stage.name}:after_transition"] = common.evaluate(model, test)[0]
-        io.write_text(transitions_file, json.dumps(transitions, indent=2))
-        checkpointer.procedures = {}
-        # The next stage starts from here (its own checkpointer: it may have its own optimizer).
-        checkpointers[min(index + 1, len(stages) - 1)].save(index + 1, 0, 0)
-        offset += stage.epochs
 
-    accuracy, test_loss = common.evaluate(model, test)
-    architecture = analysis.report(model, tau=tau, scheme=scheme)
+
+def _examples(config):
+    from sparse_keras.data import catalog
+
+    return config.data.train_examples or catalog.spec(config.data.name).num_train_examples
+
+
+def _warnings(summary, architecture, initial_accuracy):
+    """What makes a finished run's results suspect, for the top of its report (and stderr)."""
+    out = []
+    gone = [row.layer for row in architecture.layers if row.width == 0]
+    if gone:
+        out.append(f"{len(gone)} of {len(architecture.layers)} layers pruned to width 0 ({', '.join(gone[:6])}"
+                   f"{', ...' if len(gone) > 6 else ''}): the method's strength (mu, kernel_strength, alpha) "
+                   "removed whole layers, and the model cannot pass anything through them")
+    if initial_accuracy is not None and summary["test_accuracy"] <= initial_accuracy:
+        out.append(f"test accuracy {summary['test_accuracy']:.4f} is not above the untrained model's "
+                   f"{initial_accuracy:.4f}: this model is no better than its initialisation")
+    return out
+
+
+def _write_outputs(config, job, workdir):
+    """Reports and exports of the trained (restored) model, each written atomically."""
+    import sys
+
+    from sparse_keras import analysis, io
+    from sparse_keras.training import workdir as workdir_lib
+
+    model, tau = job.model, job.tau
+    workdir_lib.kill_point("trained")
+    accuracy, test_loss = job.evaluate()
+    architecture = analysis.report(model, tau=tau, scheme=job.scheme)
+    workdir_lib.kill_point("architecture")
     architecture.save(os.path.join(workdir, "architecture"))
     analysis.plot_architecture(architecture, os.path.join(workdir, "architecture.png"),
                                title=f"{config.model.name}, {config.method.name}")
+    transitions = _load_json(os.path.join(workdir, "transitions.json"))
     summary = {
         "model": config.model.name,
         "dataset": config.data.name,
         "method": config.method.name,
         "test_accuracy": accuracy,
         "test_loss": test_loss,
+        "initial_test_accuracy": transitions.get("initial"),
         "params": architecture.learned_total_params,
         "base_params": architecture.total_params,
         "macs": architecture.macs,
         "base_macs": architecture.base_macs,
-        "replicas": strategy.num_replicas_in_sync,
+        "replicas": job.strategy.num_replicas_in_sync,
         "mixed_precision": config.mixed_precision,
         "layers": architecture.to_dict()["layers"],
     }
+    summary["warnings"] = _warnings(summary, architecture, transitions.get("initial"))
+    for warning in summary["warnings"]:
+        print(f"WARNING: {warning}", file=sys.stderr)
     if config.method.name == "lrsd":
-        _lrsd_outputs(config, model, summary, _load_json(transitions_file), workdir)
+        _lrsd_outputs(config, model, summary, transitions, workdir)
     shipped, comparison = model, None
     if config.get("shrink", False):
-        shipped, comparison = _shrink(model, info.input_shape, tau, workdir)
+        workdir_lib.kill_point("dense_with_zeros")
+        shipped, comparison = _shrink(model, job.info.input_shape, tau, workdir)
         summary["shrunk"] = {
             "params": comparison.params[1],
             "macs": comparison.macs[1],
             "keras_file_bytes": comparison.file_bytes,
             "speedup": {f"{runtime}@{batch}": comparison.speedup(runtime, batch) for runtime, batch in comparison.latency},
             "mac_reduction": comparison.mac_reduction,
-            "test_accuracy": common.evaluate(shipped, test)[0],
+            "test_accuracy": job.evaluate(shipped)[0],
         }
     common.export(shipped, workdir)
     markdown = _report_markdown(summary, architecture)
     if comparison is not None:
         markdown += "\n## Shrunk model (what is exported)\n\n" + comparison.to_markdown()
+    workdir_lib.kill_point("report")
     io.write_text(os.path.join(workdir, "report.md"), markdown)
     io.write_text(os.path.join(workdir, "report.json"), json.dumps(summary, indent=2))
-    print(open(os.path.join(workdir, "report.md")).read())
+    print(markdown)
     return summary
 
 
@@ -293,6 +426,7 @@ def _shrink(model, input_shape, tau, workdir):
 
 
 def _report_markdown(summary, architecture):
+    warnings = [f"**WARNING: {w}.**" for w in summary.get("warnings", [])]
     ratio = summary["base_macs"] / summary["macs"] if summary["macs"] else float("inf")
     head = [
         f"# {summary['model']} on {summary['dataset']}, method {summary['method']}",
@@ -302,6 +436,8 @@ def _report_markdown(summary, architecture):
         f"{summary['replicas']} replica(s), precision {summary['mixed_precision'] or 'float32'}.",
         "",
     ]
+    if warnings:
+        head[1:1] = ["", *warnings]
     return "\n".join(head) + architecture.to_markdown()
 
 

@@ -310,6 +310,7 @@ class ADMM(keras.callbacks.Callback):
             f_old = ops.convert_to_tensor(t.f)
             f_new = self._prox(t, w + ops.convert_to_tensor(t.gamma) / self.rho)
             gamma = ops.convert_to_tensor(t.gamma) + self.rho * (w - f_new)
+            self._check_finite(t, {"weights W": w, "auxiliary F": f_new, "dual Gamma": gamma})
             primal += _sq(w - f_new)
             dual += _sq(f_new - f_old)
             w_norm, f_norm, gamma_norm = w_norm + _sq(w), f_norm + _sq(f_new), gamma_norm + _sq(gamma)
@@ -324,6 +325,15 @@ class ADMM(keras.callbacks.Callback):
             eps_dual = math.sqrt(n) * self.epsilon + 1e-2 * math.sqrt(gamma_norm)
             converged = primal < eps_pri and self.rho * dual < eps_dual
         return {"primal_residual": primal, "dual_residual": dual, "converged": converged, **self.sparsity()}
+
+    def _check_finite(self, target, quantities):
+        """Stops training (raises) before a non-finite W, F or Gamma is stored: nothing after it would mean anything."""
+        bad = [name for name, x in quantities.items() if not bool(ops.convert_to_numpy(ops.all(ops.isfinite(x))))]
+        if bad:
+            raise FloatingPointError(
+                f"ADMM stopped: {' and '.join(bad)} of {target.path} are not finite (mu={self.mu:g}, "
+                f"rho={self.rho:g}, mu/rho={self.mu / self.rho:g}). Lower mu/rho or the learning rate."
+            )
 
     def sparsity(self):
         """Zero blocks of F per sparsified kernel and the fraction of sparsified weights that are zero."""

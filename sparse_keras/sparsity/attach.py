@@ -1,5 +1,7 @@
 """Attaching regularizers to the kernels of an existing, built Keras model."""
 
+import warnings
+
 from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups
 from sparse_keras.sparsity import kernels
@@ -36,6 +38,13 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
     slots, explicit = kernels.select_slots(model, where, exclude_classifier)
     # Fit everything before touching the model so that a bad selection changes nothing.
     chosen = [(slot, _fit_to_slot(regularizer, slot, explicit)) for slot in slots]
+    if not any(reg is not None for _, reg in chosen):
+        warnings.warn(
+            f"regularize(): no kernel of model {model.name!r} can take {type(regularizer).__name__} "
+            f"(exclude_classifier={exclude_classifier}, where={where!r}); nothing was attached, so it trains "
+            "without the penalty",
+            stacklevel=2,
+        )
     for slot, reg in chosen:
         if reg is not None:
             _attach(slot, _combine(slot.variable.regularizer, reg, keep_existing))

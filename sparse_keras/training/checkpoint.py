@@ -12,10 +12,15 @@ One checkpoint holds everything a training run's future depends on:
   in a ``state-<n>.npz`` sidecar written (atomically) before checkpoint ``n`` itself, so the checkpoint the
   index names always has its sidecar.
 
+A checkpoint that fails to read (a truncated ``.index``, ``.data`` or ``state-<n>.npz``: a full disk, a
+copy cut short) is reported by file name and the newest intact one before it is used instead; when none is
+intact, :class:`CheckpointError` lists why each failed.
+
 Procedure state held in :class:`~sparse_keras.sparsity.state.TrainingState` sublayers is not part of the
 model's variables here: the procedure saves it itself, attached or not.
 """
 
+import glob
 import json
 import os
 import re
@@ -46,6 +51,14 @@ def _number(checkpoint_path):
     return int(re.search(r"-(\d+)$", checkpoint_path).group(1))
 
 
+class CheckpointError(ValueError):
+    """No checkpoint of a directory can be read whole; the message names each file and its error."""
+
+
+def _first_line(error):
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+
+
 class Checkpointer:
     """Saves and restores a run: model, optimizer, position, masks and procedure states.
 
@@ -65,6 +78,7 @@ class Checkpointer:
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
         self._position = tf.Variable([0, 0, 0], dtype=tf.int64, trainable=False, name="position")
+        self._intact = None  # the checkpoint to resume from, once intact() has looked
         self._checkpoint = tf.train.Checkpoint(
             model=_model_variables(model),
             optimizer={str(i): getattr(v, "value", v) for i, v in enumerate(optimizer.variables)},
@@ -81,10 +95,55 @@ class Checkpointer:
 
         A run reads it first to set up the stage it resumes in (attach procedures), then :meth:`restore`.
         """
-        latest = self._manager.latest_checkpoint
+        latest = self.intact()
         if latest is None:
             return None
         return tuple(int(x) for x in tf.train.load_variable(latest, "position/.ATTRIBUTES/VARIABLE_VALUE"))
+
+    def intact(self):
+        """The newest checkpoint that reads whole (``None`` if there is none); damaged newer ones are reported.
+
+        Raises :class:`CheckpointError` when checkpoints exist and none of them reads whole.
+        """
+        if self._intact is not None:
+            return self._intact
+        candidates = list(reversed(self._manager.checkpoints))
+        damaged = []
+        for path in candidates:
+            why = self._damage(path)
+            if why is None:
+                for reason in damaged:
+                    print(f"WARNING: checkpoint file {reason}; resuming from {path} instead")
+                self._intact = path
+                return path
+            damaged.append(why)
+        if damaged:
+            raise CheckpointError(
+                f"No checkpoint in {self.directory} can be read: " + "; ".join(damaged)
+                + ". Delete that directory (or rerun with --overwrite) to start the run again."
+            )
+        return None
+
+    def _damage(self, path):
+        """Why checkpoint ``path`` cannot be restored, naming the file; ``None`` when it reads whole."""
+        try:
+            reader = tf.train.load_checkpoint(path)
+        except Exception as error:  # noqa: BLE001 (tf raises DataLossError, NotFoundError, ...: all mean damaged)
+            return f"{path}.index is unreadable ({_first_line(error)})"
+        try:
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
+        except Exception as error:  # noqa: BLE001
+            data = ", ".join(sorted(glob.glob(path + ".data-*"))) or path + ".data-*"
+            return f"{data} is unreadable ({_first_line(error)})"
+        sidecar = self._sidecar(_number(path))
+        try:
+            with np.load(sidecar, allow_pickle=False) as data:
+                for key in data.files:
+                    data[key]
+        except Exception as error:  # noqa: BLE001 (BadZipFile, EOFError, OSError, ValueError)
+            return f"{sidecar} is unreadable ({type(error).__name__}: {_first_line(error)})"
+        return None
 
     def save(self, stage, epoch, batch):
         """Writes a checkpoint at ``(stage, epoch, batches done in epoch)``; returns its path."""
@@ -104,6 +163,7 @@ class Checkpointer:
                 np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
         self._position.assign([stage, epoch, batch])
         path = self._manager.save(checkpoint_number=number)
+        self._intact = path
         self._remove_stale_sidecars()
         return path
 
@@ -112,7 +172,7 @@ class Checkpointer:
 
         Procedures must be attached to the model (``attach``) before; masks and their states come back.
         """
-        latest = self._manager.latest_checkpoint
+        latest = self.intact()
         if latest is None:
             return None
         self._checkpoint.restore(latest).assert_existing_objects_matched()

@@ -17,12 +17,12 @@ def check(optimizer_config, schedule_config):
         raise ValueError(f"config.optimizer.name must be one of {OPTIMIZERS}, got {name!r}")
     for key in ("learning_rate",):
         value = optimizer_config[key]
-        if not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"config.optimizer.{key} must be a positive number, got {value!r}")
+        if not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            raise ValueError(f"config.optimizer.{key} must be a finite positive number, got {value!r}")
     for key in ("momentum", "weight_decay"):
         value = optimizer_config.get(key, 0.0)
-        if not isinstance(value, (int, float)) or value < 0 or value != value:
-            raise ValueError(f"config.optimizer.{key} must be a non-negative number, got {value!r}")
+        if not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+            raise ValueError(f"config.optimizer.{key} must be a finite non-negative number, got {value!r}")
     if optimizer_config.get("momentum", 0.0) >= 1:
         raise ValueError(f"config.optimizer.momentum must be below 1, got {optimizer_config.momentum!r}")
     if schedule_config.name not in SCHEDULES:
