@@ -50,15 +50,8 @@ def check_config(config):
                          f"{config.dataset}), got {config.train_examples!r}")
     if config.batch_size > examples:
         raise ValueError(f"config.batch_size={config.batch_size} is larger than the {examples} training examples")
-    # The W-step penalty rho/2 ||W - U||^2 has curvature rho; SGD with heavy-ball momentum beta is stable
-    # on it only while lr * rho < 2 (1 + beta).
-    bound = 2 * (1 + config.momentum)
-    if config.learning_rate * config.rho >= bound:
-        raise ValueError(
-            f"config.learning_rate * config.rho = {config.learning_rate} * {config.rho} = "
-            f"{config.learning_rate * config.rho:g} must stay below 2 (1 + config.momentum) = {bound:g}, "
-            "or the W-step diverges"
-        )
+    admm_lib.check_stability(config.learning_rate, config.rho, config.momentum,
+                             names=("config.learning_rate", "config.rho", "config.momentum"))
     if config.max_mus is not None and config.max_mus < 1:
         raise ValueError(f"config.max_mus must be None or a positive integer, got {config.max_mus!r}")
     if config.pretrained is not None and not os.path.isfile(config.pretrained):

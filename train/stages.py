@@ -72,7 +72,7 @@ def check(config):
                 f"config.method.size_scheme must be 'half_ring' or 'ring', got {config.method.get('size_scheme')!r}"
             )
     elif name == "admm":
-        from sparse_keras.sparsity.admm import ADMM
+        from sparse_keras.sparsity.admm import ADMM, check_stability
 
         for key in ("mu", "rho"):
             _number(config, key, strict=True)
@@ -85,14 +85,10 @@ def check(config):
                  guard=config.method.guard)
         except ValueError as error:
             raise ValueError(f"config.method.{error}") from None
-        # The W-step penalty rho/2 ||W - U||^2 has curvature rho: heavy-ball SGD is stable on it only while
-        # lr * rho < 2 (1 + momentum).
-        lr, momentum = config.optimizer.learning_rate, config.optimizer.get("momentum", 0.0)
-        if config.optimizer.name == "sgd" and lr * config.method.rho >= 2 * (1 + momentum):
-            raise ValueError(
-                f"config.optimizer.learning_rate * config.method.rho = {lr * config.method.rho:g} must stay below "
-                f"2 (1 + config.optimizer.momentum) = {2 * (1 + momentum):g}, or the W-step diverges"
-            )
+        if config.optimizer.name == "sgd":
+            check_stability(config.optimizer.learning_rate, config.method.rho, config.optimizer.get("momentum", 0.0),
+                            config.optimizer.get("nesterov", False),
+                            names=("config.optimizer.learning_rate", "config.method.rho", "config.optimizer.momentum"))
     elif name == "lrsd":
         from sparse_keras.training import optimizers
 
