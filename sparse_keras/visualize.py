@@ -58,6 +58,60 @@ def plot_architecture(reports, path, title=None):
     return save_figure(fig, path, tight=False)
 
 
+def plot_training(history, path, title=None):
+    """Test accuracy and the share of multiply-adds left, epoch by epoch across a run's stages.
+
+    Args:
+      history: rows in epoch order, each a mapping with ``epoch`` (counted over the whole run), ``stage``,
+        ``test_accuracy``, ``macs`` and ``base_macs`` (what the training binary keeps in ``history.json``).
+      path: the PNG file to write.
+      title: optional figure title.
+
+    Returns:
+      ``path``.
+    """
+    rows = list(history)
+    if not rows:
+        raise ValueError("plot_training needs at least one epoch, got an empty history")
+    plt = pyplot()
+    epochs = [r["epoch"] for r in rows]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7.0, 5.0), sharex=True)
+    top.plot(epochs, [100 * r["test_accuracy"] for r in rows], "o-", color="tab:blue", label="test accuracy")
+    bottom.plot(epochs, [100 * r["macs"] / max(r["base_macs"], 1) for r in rows], "s-", color="tab:red",
+                label="multiply-adds left (zero structures skipped)")
+    top.set_ylabel("test accuracy (%)")
+    bottom.set_ylabel("multiply-adds left (%)")
+    bottom.set_ylim(0, 105)
+    bottom.set_xlabel("epoch (whole run)")
+    # Each stage as a shaded span named at the top, so the effect of a transition (ADMM's W := F, masks) shows.
+    start = 0
+    for index, stage in enumerate(_stage_runs(rows)):
+        name, count = stage
+        for ax in (top, bottom):
+            ax.axvspan(start + 0.5, start + count + 0.5, color="0.92" if index % 2 else "0.97", zorder=0)
+        top.text(start + 0.5 + count / 2, 1.02, name, transform=top.get_xaxis_transform(), ha="center",
+                 va="bottom", fontsize=8)
+        start += count
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+    bottom.set_xticks(epochs)
+    fig.suptitle(title or "Training, epoch by epoch", fontsize=10, y=1.0, va="bottom")
+    fig.tight_layout()
+    return save_figure(fig, path, tight=False)
+
+
+def _stage_runs(rows):
+    """``[(stage, number of consecutive epochs)]`` in order."""
+    runs = []
+    for r in rows:
+        if runs and runs[-1][0] == r["stage"]:
+            runs[-1] = (r["stage"], runs[-1][1] + 1)
+        else:
+            runs.append((r["stage"], 1))
+    return runs
+
+
 def _plot_kept_widths(ax, reports, names, fontsize):
     count = len(reports)
     height = 0.8 / count

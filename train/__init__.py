@@ -1,0 +1,7 @@
+"""The training binaries (``python -m train.train``, ``train.sweep``, ``train.admm``)."""
+
+import os
+
+# TensorFlow's C++ INFO lines, set before importing a binary's modules imports TensorFlow; a user's own
+# setting wins. (TensorFlow 2.21 prints its oneDNN notice at import whatever this says.)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

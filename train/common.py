@@ -22,11 +22,15 @@ def main(run, config_help):
     Flags are defined here, when a binary is run, not when its module is imported, so that tests and
     other binaries can import several binaries into one process.
     """
+    import logging
     import sys
 
     from absl import app, flags
+    from absl import logging as absl_logging
     from ml_collections import config_flags
 
+    # Quiet by default: TensorFlow's and tfds' INFO lines (C++ and Python) would drown the progress bars;
+    # --verbosity=0 (absl's own flag, INFO when given) brings them back, --verbosity=1 adds tracebacks too.
     config_flag = config_flags.DEFINE_config_file("config", None, config_help)
     workdir_flag = flags.DEFINE_string("workdir", None, "Directory for outputs, checkpoints and logs.")
     overwrite_flag = flags.DEFINE_bool("overwrite", False, "Delete the run the workdir holds (another config's, "
@@ -38,6 +42,10 @@ def main(run, config_help):
 
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+        if not flags.FLAGS["verbosity"].present:
+            absl_logging.set_verbosity(absl_logging.WARNING)
+        # TensorFlow's Python logger has its own handler and level; it follows --verbosity like absl's.
+        logging.getLogger("tensorflow").setLevel(logging.INFO if absl_logging.get_verbosity() >= 0 else logging.WARNING)
         try:
             run(config_flag.value, workdir_flag.value, overwrite=overwrite_flag.value)
         except (workdir.RunError, checkpoint.CheckpointError) as error:

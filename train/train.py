@@ -111,9 +111,10 @@ def check_data(config):
 class _Summaries:
     """Hook: evaluation and TensorBoard scalars at each epoch end (accuracy, lr, per-layer structure)."""
 
-    def __init__(self, writer, model, optimizer, evaluate, stage, offset, tau, scheme=None):
+    def __init__(self, writer, model, optimizer, evaluate, stage, offset, tau, scheme=None, history_file=None):
         self.writer, self.model, self.optimizer, self.evaluate = writer, model, optimizer, evaluate
         self.stage, self.offset, self.tau, self.scheme = stage, offset, tau, scheme
+        self.history_file = history_file
 
     def on_epoch_end(self, epoch, logs=None):
         import tensorflow as tf
@@ -138,13 +139,45 @@ class _Summaries:
                     mean = sum(s * n for s, n in row.sizes.items()) / max(sum(row.sizes.values()), 1)
                     tf.summary.scalar(f"mean_kernel_size/{row.layer}", mean, step=step)
         self.writer.flush()
-        print(f"  [{self.stage}] epoch {epoch + 1}: loss {logs['loss']:.4f}, test accuracy {accuracy:.4f}, "
-              f"multiply-adds {report.macs:,}/{report.base_macs:,}")
+        row = {"epoch": step, "stage": self.stage, "data_loss": logs["loss"] - logs.get("penalty", 0.0),
+               "penalty": logs.get("penalty", 0.0), "test_accuracy": accuracy, "macs": report.macs,
+               "base_macs": report.base_macs,
+               **{k: v for k, v in logs.items() if k.startswith("admm_") and isinstance(v, (int, float))}}
+        if self.history_file:
+            from sparse_keras import io
+
+            history = _load_json(self.history_file)
+            history[str(step)] = row  # keyed by epoch: an epoch run again after a resume replaces its row
+            io.write_text(self.history_file, json.dumps(history, indent=2))
+        print("  " + _epoch_line(row))
+
+
+def _epoch_line(row):
+    """One epoch in words: the data loss and the penalty apart, ADMM's residual, accuracy, multiply-adds."""
+    parts = [f"[{row['stage']}] epoch {row['epoch']}: data loss {row['data_loss']:.4f}"]
+    if row["penalty"]:
+        parts.append(f"penalty {row['penalty']:.4f}")
+    if "admm_primal_residual" in row:
+        parts.append(f"ADMM ||W - F|| {row['admm_primal_residual']:.4g}")
+    parts.append(f"test accuracy {row['test_accuracy']:.4f}")
+    parts.append(f"multiply-adds {row['macs'] / max(row['base_macs'], 1):.1%} of {row['base_macs']:,}")
+    return ", ".join(parts)
+
+
+def _history_markdown(rows):
+    lines = ["| epoch | stage | data loss | penalty | ADMM ||W - F|| | test accuracy | multiply-adds left |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        residual = f"{r['admm_primal_residual']:.4g}" if "admm_primal_residual" in r else "-"
+        lines.append(f"| {r['epoch']} | {r['stage']} | {r['data_loss']:.4f} | {r['penalty']:.4f} | {residual} | "
+                     f"{r['test_accuracy']:.4f} | {r['macs'] / max(r['base_macs'], 1):.1%} |")
+    return "\n".join(lines) + "\n"
 
 
 # Keys that change how a run is watched, not what it computes: a rerun may change them.
 COSMETIC_KEYS = ("progress", "log_every_steps", "checkpoint_every_steps")
-OUTPUTS = ("architecture.md", "architecture.png", "model.keras", "saved_model", "report.md", "report.json")
+OUTPUTS = ("architecture.md", "architecture.png", "training.png", "model.keras", "saved_model", "report.md",
+           "report.json")
 
 
 def run(config, workdir, strategy=None, overwrite=False):
@@ -291,7 +324,8 @@ class _Job:
                 checkpointer.restore()
                 initial_epoch, initial_batch = start_epoch, start_batch
             hooks = stage.hooks + [
-                _Summaries(writer, model, optimizer, self.evaluate, stage.name, offset, self.tau, self.scheme),
+                _Summaries(writer, model, optimizer, self.evaluate, stage.name, offset, self.tau, self.scheme,
+                           history_file=os.path.join(workdir, "history.json")),
                 common.CheckpointHook(checkpointer, index, config.get("checkpoint_every_steps", None)),
             ]
             if initial_epoch < stage.epochs:
@@ -349,6 +383,12 @@ def _write_outputs(config, job, workdir):
     analysis.plot_architecture(architecture, os.path.join(workdir, "architecture.png"),
                                title=f"{config.model.name}, {config.method.name}")
     transitions = _load_json(os.path.join(workdir, "transitions.json"))
+    history = [row for _, row in sorted(_load_json(os.path.join(workdir, "history.json")).items(), key=lambda kv: int(kv[0]))]
+    if history:
+        from sparse_keras import visualize
+
+        visualize.plot_training(history, os.path.join(workdir, "training.png"),
+                                title=f"{config.model.name} on {config.data.name}, {config.method.name}: stage by stage")
     summary = {
         "model": config.model.name,
         "dataset": config.data.name,
@@ -363,6 +403,7 @@ def _write_outputs(config, job, workdir):
         "replicas": job.strategy.num_replicas_in_sync,
         "mixed_precision": config.mixed_precision,
         "layers": architecture.to_dict()["layers"],
+        "history": history,
     }
     summary["warnings"] = _warnings(summary, architecture, transitions.get("initial"))
     for warning in summary["warnings"]:
@@ -383,6 +424,8 @@ def _write_outputs(config, job, workdir):
         }
     common.export(shipped, workdir)
     markdown = _report_markdown(summary, architecture)
+    if history:
+        markdown += "\n## Training, epoch by epoch\n\n" + _history_markdown(history)
     if comparison is not None:
         markdown += "\n## Shrunk model (what is exported)\n\n" + comparison.to_markdown()
     workdir_lib.kill_point("report")

@@ -49,7 +49,7 @@ class Hook:
         pass
 
     def on_epoch_end(self, epoch, logs=None):
-        """``logs`` holds ``"loss"``, the epoch's mean loss; hooks may add entries for the hooks after them."""
+        """``logs`` holds ``"loss"``, the epoch's mean loss (penalties included), and ``"penalty"``, their share of it; hooks may add entries for the hooks after them."""
 
     def on_train_end(self, logs=None):
         pass
@@ -164,10 +164,10 @@ def train(
         bar = keras.utils.Progbar(epoch_data.length(epoch), unit_name="step") if progress else None
         if bar is not None:
             print(f"Epoch {epoch + 1}/{epochs}")
-        mean_loss, step = _run_epoch(
+        mean_loss, mean_penalty, step = _run_epoch(
             step_fn, batches, epoch, step, log_every_steps, hooks, first_batch, bar, summary_writer
         )
-        logs = {"loss": mean_loss}
+        logs = {"loss": mean_loss, "penalty": mean_penalty}
         _notify(hooks, "on_epoch_end", epoch, logs)
         epoch_losses.append(mean_loss)
         logging.info("epoch %d: %s", epoch, {k: v for k, v in logs.items() if isinstance(v, (int, float))})
@@ -237,20 +237,24 @@ def _write_scalars(writer, scalars, step):
 
 
 def _run_epoch(step_fn, batches, epoch, step, log_every_steps, hooks=(), first_batch=0, bar=None, writer=None):
-    """Runs the steps of one epoch after global step ``step``; returns the mean loss and the last step."""
-    total, count = 0.0, 0
+    """Runs the steps of one epoch after global step ``step``; returns the mean loss, the mean penalty
+    (the part of the loss that ``model.losses`` contribute) and the last step."""
+    total, total_penalty, count = 0.0, 0.0, 0
     batch_hooks = [h for h in hooks if callable(getattr(h, "on_train_batch_end", None))]
     if bar is not None and first_batch:
         bar.update(first_batch)
     for batch in batches:
         step += 1
         # Reading the loss each step costs one host sync and stops the run at the first bad step.
-        loss = float(step_fn(batch))
+        loss, penalty = (float(v) for v in step_fn(batch).numpy())
         if not math.isfinite(loss):
             raise FloatingPointError(f"Loss is {loss} at step {step} (epoch {epoch}); stopping the run")
-        total, count = total + loss, count + 1
+        total, total_penalty, count = total + loss, total_penalty + penalty, count + 1
         if bar is not None:
-            bar.update(first_batch + count, values=[("loss", loss)])
+            # The data loss and the penalty apart: a growing penalty (ADMM's pull towards F, a group lasso)
+            # must not read as a diverging model.
+            values = [("loss", loss - penalty), ("penalty", penalty)] if penalty else [("loss", loss)]
+            bar.update(first_batch + count, values=values)
         if is_time(step, log_every_steps):
             logging.info("step %d: loss %.6g", step, loss)
             _write_scalars(writer, {"step/loss": loss}, step)
@@ -258,11 +262,12 @@ def _run_epoch(step_fn, batches, epoch, step, log_every_steps, hooks=(), first_b
             hook.on_train_batch_end(step, {"loss": loss, "epoch": epoch, "batch": first_batch + count})
     if count == 0:
         raise ValueError(f"Epoch {epoch} had no batches: the dataset is empty")
-    return total / count, step
+    return total / count, total_penalty / count, step
 
 
 def make_train_step(model, optimizer, loss_fn, strategy):
-    """The ``tf.function`` running one training step on a distributed batch; returns the global loss."""
+    """The ``tf.function`` running one training step on a distributed batch; returns the global loss
+    and, of it, the penalty of ``model.losses`` (a vector of two)."""
 
     def replica_step(x, y, sample_weight=None):
         with tf.GradientTape() as tape:
@@ -279,15 +284,16 @@ def make_train_step(model, optimizer, loss_fn, strategy):
                 per_example, sample_weight=sample_weight, global_batch_size=tf.cast(global_batch, tf.int32)
             )
             penalties = model.losses
+            penalty = tf.zeros((), tf.float32)
             if penalties:
                 # Every replica computes the same penalty on the same weights: count it once in total.
-                penalty = tf.add_n([tf.cast(term, tf.float32) for term in penalties])
-                loss += tf.nn.scale_regularization_loss(penalty)
+                penalty = tf.nn.scale_regularization_loss(tf.add_n([tf.cast(term, tf.float32) for term in penalties]))
+                loss += penalty
             # Loss scaling for float16 mixed precision (a LossScaleOptimizer unscales in apply; others: identity).
             scaled = optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_variables)
         optimizer.apply(gradients, model.trainable_variables)
-        return loss
+        return tf.stack([loss, penalty])
 
     @tf.function(reduce_retracing=True)
     def train_step(batch):
