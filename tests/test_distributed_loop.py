@@ -345,8 +345,20 @@ def test_hooks_get_epoch_logs_in_order_and_can_stop_training(default_strategy):
     hooks = [lambda epoch, logs: logs.update(extra=epoch), Recorder(), history]
     _, _, losses = train_fresh(default_strategy, hooks=hooks, epochs=5, log_every_steps=2)
     assert len(losses) == 2 and [e for e, _ in seen] == [0, 1]
-    assert seen[1][1] == {"loss": losses[1], "extra": 1}
+    assert seen[1][1] == {"loss": losses[1], "penalty": 0.0, "extra": 1}
     assert history.history["loss"] == losses
+
+
+def test_epoch_logs_report_the_penalty_share_of_the_loss(default_strategy):
+    """The console shows the data loss and the penalty apart, so both must reach the epoch logs."""
+    seen = []
+    hooks = [lambda epoch, logs: seen.append(dict(logs))]
+    model, _, losses = train_fresh(default_strategy, strength=1e-2, hooks=hooks, epochs=1)
+    penalty = seen[0]["penalty"]
+    assert 0 < penalty < losses[0]
+    # The penalty of the final weights is close to the epoch's mean penalty (a few SGD steps apart).
+    final = float(sum(keras.ops.convert_to_numpy(term) for term in model.losses))
+    assert penalty == pytest.approx(final, rel=0.5)
 
 
 def test_is_time_counts_steps_from_one():
