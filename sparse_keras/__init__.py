@@ -14,6 +14,7 @@ from sparse_keras import ops
 from sparse_keras import prune
 from sparse_keras import regularizers
 from sparse_keras import shrinking
+from sparse_keras import structure
 from sparse_keras.regularizers import FilterGroupLasso
 from sparse_keras.regularizers import KernelGroupLasso
 from sparse_keras.regularizers import NestedHalfRing
@@ -42,5 +43,6 @@ __all__ = [
     "regularizers",
     "shrink",
     "shrinking",
+    "structure",
     "unregularize",
 ]
