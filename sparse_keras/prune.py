@@ -73,6 +73,7 @@ def _is_square_conv(shape):
 from sparse_keras.sparsity.targets import CRITERIA  # noqa: E402
 from sparse_keras.sparsity.targets import Selection  # noqa: E402
 from sparse_keras.sparsity.targets import remove  # noqa: E402
+from sparse_keras.sparsity.targets import threshold_groups  # noqa: E402
 from sparse_keras.sparsity.targets import to_target  # noqa: E402
 
 # LRSD (seed 003): energy-ratio pruning of each S, with masks for fine-tuning; see sparse_keras.lrsd.

@@ -189,3 +189,28 @@ def remove(model, groups):
     if foreign:
         raise ValueError(f"groups hold layers that model {model.name!r} does not have: {foreign}")
     return structure.zero_groups(groups)
+
+
+def threshold_groups(model, tau=None, relative=None, groups=None):
+    """Zeroes every prunable coupled group whose l2 norm (over all its trainable slices) is at most ``tau``,
+    or at most ``relative`` times the largest norm among the groups of the same producing layers: the
+    thresholding step after coupled group-lasso training. Returns the :class:`Selection`."""
+    if (tau is None) == (relative is None):
+        raise ValueError(f"Pass exactly one of tau= or relative=, got tau={tau!r}, relative={relative!r}")
+    if relative is not None and not (isinstance(relative, (int, float)) and 0 <= relative < 1):
+        raise ValueError(f"relative must be a fraction in [0, 1), got relative={relative!r}")
+    if tau is not None and not (isinstance(tau, (int, float)) and np.isfinite(tau) and tau >= 0):
+        raise ValueError(f"tau must be a finite non-negative float, got tau={tau!r}")
+    groups = structure.coupled_groups(model) if groups is None else groups
+    counter = MacCounter(groups.coupling)
+    before = counter.total
+    chosen = []
+    for family in groups.by_producer().values():
+        norms = np.sqrt([g.sq_norm() for g in family])
+        limit = tau if relative is None else relative * norms.max(initial=0.0)
+        for group, norm in zip(family, norms):
+            if norm <= limit:
+                chosen.append(group)
+                counter.remove(group)
+    masks = structure.zero_groups(chosen)
+    return Selection(chosen, masks, before, counter.total, len(groups.prunable), len(groups.prunable) - len(chosen))
