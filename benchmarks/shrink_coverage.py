@@ -64,11 +64,14 @@ def build(fn):
 
 
 def randomize(model, rng):
+    draws = {"gamma": (0.5, 1.5, "uniform"), "beta": (0, 0.2, "normal"), "moving_mean": (0, 0.2, "normal"), "moving_variance": (0.5, 1.5, "uniform")}
     for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization) and layer.weights:
-            shapes = [w.shape for w in layer.get_weights()]
-            layer.set_weights([rng.uniform(0.5, 1.5, shapes[0]), rng.normal(0, 0.2, shapes[1]),
-                               rng.normal(0, 0.2, shapes[2]), rng.uniform(0.5, 1.5, shapes[3])][: len(shapes)])
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            continue
+        for attr, (a, b, kind) in draws.items():
+            variable = getattr(layer, attr, None)  # gamma/beta are None with scale/center off (InceptionV3)
+            if variable is not None:
+                variable.assign(getattr(rng, kind)(a, b, tuple(variable.shape)).astype("float32"))
 
 
 def close(a, b):
