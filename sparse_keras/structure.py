@@ -100,7 +100,7 @@ class CoupledGroup:
         """Squared l2 norm of the group's trainable slices with the given roles (numpy float)."""
         return float(sum(np.square(s.values(), dtype="float64").sum() for s in self.slices if s.trainable and s.role in roles))
 
-    def norm_of(self, attr_role):
+    def values_of(self, attr_role):
         """Values of the slices selected by ``(attr, role)``, flattened (e.g. ``("gamma", "norm")``)."""
         attr, role = attr_role
         parts = [s.values().ravel() for s in self.slices if s.attr == attr and s.role == role]

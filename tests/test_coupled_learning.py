@@ -34,7 +34,7 @@ def test_the_penalty_is_the_sum_of_group_norms_over_every_trainable_slice(norm):
 def test_network_slimming_is_l1_on_the_batch_norm_scales_of_the_groups():
     model = build(depthwise)
     sk.regularize(model, CoupledGroupLasso(0.1, criterion="bn_gamma"))
-    gammas = np.concatenate([g.norm_of(("gamma", "norm")) for g in sk.structure.coupled_groups(model).prunable])
+    gammas = np.concatenate([g.values_of(("gamma", "norm")) for g in sk.structure.coupled_groups(model).prunable])
     np.testing.assert_allclose(coupled_loss(model), 0.1 * np.abs(gammas).sum(), rtol=1e-5)
 
 

@@ -29,7 +29,7 @@ def importance(group, criterion="group_norm"):
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got criterion={criterion!r}")
     if criterion == "bn_gamma":
-        gammas = group.norm_of(("gamma", "norm"))
+        gammas = group.values_of(("gamma", "norm"))
         if len(gammas):
             return float(np.abs(gammas).mean())
         criterion = "magnitude"
