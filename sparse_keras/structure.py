@@ -25,7 +25,6 @@ from sparse_keras.shrinking import plan as plan_lib
 from sparse_keras.sparsity import graph
 
 UNSUPPORTED = ("warn", "raise", "ignore")
-TRAINABLE_ROLES = {"out", "in", "norm"}
 _STATISTICS = ("moving_mean", "moving_variance")
 
 
