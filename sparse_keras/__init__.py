@@ -14,6 +14,8 @@ from sparse_keras import ops
 from sparse_keras import prune
 from sparse_keras import regularizers
 from sparse_keras import shrinking
+from sparse_keras import structure
+from sparse_keras.regularizers import CoupledGroupLasso
 from sparse_keras.regularizers import FilterGroupLasso
 from sparse_keras.regularizers import KernelGroupLasso
 from sparse_keras.regularizers import NestedHalfRing
@@ -25,6 +27,7 @@ from sparse_keras.sparsity.attach import unregularize
 __version__ = "0.1.0"
 
 __all__ = [
+    "CoupledGroupLasso",
     "FilterGroupLasso",
     "KernelGroupLasso",
     "NestedHalfRing",
@@ -42,5 +45,6 @@ __all__ = [
     "regularizers",
     "shrink",
     "shrinking",
+    "structure",
     "unregularize",
 ]

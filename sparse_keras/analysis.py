@@ -10,6 +10,7 @@ import dataclasses
 import io as _io
 import json
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -161,18 +162,31 @@ def report(model, tau=1e-3, scheme=None, path=None):
             rows[slot.path] = row
         return out_mask
 
-    graph.propagate_channels(model, emitted)
+    inputs_of = graph.propagate_channels(model, emitted)
     layers = []
     for slot in (s for layer_slots in slots_of.values() for s in layer_slots):
         if slot.path not in rows:  # not reached through a graph (e.g. a subclassed model): all inputs alive
             rows[slot.path], _ = _layer_report(slot, None, tau, scheme)
         layers.append(rows[slot.path])
-    removed = sum(r.base_params - r.params for r in layers)
+    removed = sum(r.base_params - r.params for r in layers) + _normalization_params_removed(model, inputs_of)
     total = count_params(model)
     result = ArchitectureReport(model.name, tau, layers, total, total - removed)
     if path is not None:
         result.save(path)
     return result
+
+
+def _normalization_params_removed(model, inputs_of):
+    """BatchNormalization weights (gamma, beta, mean, variance) of channels no kernel feeds any more: they
+    go with the channel when shrinking."""
+    removed = 0
+    for layer in kernels.iter_layers(model):
+        mask = inputs_of.get(id(layer))
+        if not isinstance(layer, keras.layers.BatchNormalization) or mask is None:
+            continue
+        if len(mask) == layer.moving_mean.shape[-1]:
+            removed += int((~mask).sum()) * len(layer.weights)
+    return removed
 
 
 def count_params(model):

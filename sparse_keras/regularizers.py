@@ -272,3 +272,103 @@ def _check_strength(strength):
     if not math.isfinite(value) or value < 0:
         raise ValueError(f"strength must be a finite non-negative float, got strength={strength!r}")
     return value
+
+
+class CoupledGroupLasso(keras.regularizers.Regularizer):
+    """A group lasso over coupled channel groups (:func:`sparse_keras.structure.coupled_groups`):
+    ``strength * sum_g ||slices of g||``, one norm over every trainable slice of a channel: the producing
+    kernels' output slices and biases, BatchNormalization gamma and beta, depthwise slices, the consuming
+    kernels' input slices. Training with it drives whole coupled groups to zero, which
+    :func:`sparse_keras.shrink` then removes (a per-layer kernel lasso zeroes slices that other layers
+    still need, so little can be removed).
+
+    Use it through :func:`sparse_keras.regularize` (``sk.regularize(model, CoupledGroupLasso(1e-4))``), which
+    binds it to the model's groups. The bound penalty is training state: like ADMM's, it is not written into
+    saved models (call ``regularize`` again after loading).
+
+    Args:
+      strength: the weight of the penalty.
+      norm: ``"l2"`` (plain norm) or ``"normalized"`` (divided by ``sqrt(group size)``, so wide and narrow
+        groups are pulled alike).
+      criterion: ``"group"`` (the norm above) or ``"bn_gamma"``: ``strength * sum |gamma|`` over the
+        BatchNormalization scales of the prunable groups (network slimming, Liu et al. 2017).
+    """
+
+    CRITERIA = ("group", "bn_gamma")
+
+    def __init__(self, strength, norm="l2", criterion="group"):
+        self.strength = _check_strength(strength)
+        if norm not in ("l2", "normalized"):
+            raise ValueError(f"norm must be 'l2' or 'normalized', got norm={norm!r}")
+        if criterion not in self.CRITERIA:
+            raise ValueError(f"criterion must be one of {self.CRITERIA}, got criterion={criterion!r}")
+        self.norm, self.criterion = norm, criterion
+
+    def __call__(self, x):
+        raise ValueError("CoupledGroupLasso spans several layers: attach it with sparse_keras.regularize(model, ...)")
+
+    def bind(self, groups):
+        """The penalty over ``groups`` (a :class:`~sparse_keras.structure.CoupledGroups`)."""
+        return CoupledPenalty(self, groups)
+
+    def get_config(self):
+        return {"strength": self.strength, "norm": self.norm, "criterion": self.criterion}
+
+    def __repr__(self):
+        return f"CoupledGroupLasso(strength={self.strength!r}, norm={self.norm!r}, criterion={self.criterion!r})"
+
+
+class CoupledPenalty(keras.regularizers.Regularizer):
+    """A :class:`CoupledGroupLasso` bound to a model's prunable coupled groups.
+
+    It sits on one kernel of the model (Keras calls regularizers per variable) and reads every variable of
+    the groups, which compiled steps see live on every backend (they are the model's own variables). Per
+    (variable, axis) it sums squares over the other axes and adds them into the groups with a segment sum.
+    """
+
+    def __init__(self, spec, groups):
+        self.spec = spec
+        prunable = groups.prunable if hasattr(groups, "prunable") else [g for g in groups if g.prunable]
+        self.n_groups = len(prunable)
+        entries = {}
+        sizes = np.zeros(self.n_groups)
+        for position, group in enumerate(prunable):
+            for s in group.slices:
+                if not s.trainable or (spec.criterion == "bn_gamma" and s.attr != "gamma"):
+                    continue
+                shape = s.shape()
+                axis = s.axis % len(shape)
+                key = (id(s.variable), axis, shape)
+                if key not in entries:
+                    entries[key] = [s.variable, axis, shape, np.full(shape[axis], self.n_groups, "int32")]
+                entries[key][3][s.index] = position
+                sizes[position] += s.size()
+        self.entries = list(entries.values())
+        self.sizes = np.maximum(sizes, 1.0).astype("float32")
+        self.anchor = next((v for v, *_ in self.entries), None)
+
+    def group_norms(self):
+        """The norm of every prunable group (``|gamma|`` sums for ``criterion="bn_gamma"``), a tensor."""
+        total = ops.zeros((self.n_groups + 1,), "float32")
+        for variable, axis, shape, segments in self.entries:
+            value = ops.reshape(ops.cast(ops.convert_to_tensor(variable), "float32"), shape)
+            others = tuple(a for a in range(len(shape)) if a != axis)
+            if self.spec.criterion == "bn_gamma":
+                per_index = ops.abs(value)
+            else:
+                per_index = ops.sum(ops.square(value), axis=others) if others else ops.square(value)
+            total = total + ops.segment_sum(per_index, ops.convert_to_tensor(segments), num_segments=self.n_groups + 1)
+        total = total[: self.n_groups]
+        if self.spec.criterion == "bn_gamma":
+            return total
+        norms = groups.safe_sqrt(total)
+        if self.spec.norm == "normalized":
+            norms = norms / ops.convert_to_tensor(np.sqrt(self.sizes))
+        return norms
+
+    def __call__(self, x):
+        del x  # the penalty reads all of its variables, the one it is attached to among them
+        return self.spec.strength * ops.sum(self.group_norms())
+
+    def get_config(self):
+        raise TypeError("CoupledPenalty is bound to live variables and is not serializable; re-run sk.regularize")

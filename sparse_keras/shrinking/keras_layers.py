@@ -59,6 +59,9 @@ class TyingHandler(registry.Handler):
     def required(self, node, position, plan):
         return np.zeros(plan.channels(node.input_tensors[position]), bool)
 
+    def weight_slices(self, node, coupling):
+        return []
+
 
 def _none():
     return [(None, np.zeros(0, int))]
@@ -80,6 +83,13 @@ class ChannelwiseHandler(TyingHandler):
 
     def couple(self, node, plan):
         plan.tie_all(node.input_tensors[0], node.output_tensors[0])
+
+    def weight_slices(self, node, coupling):
+        layer, x = node.operation, node.input_tensors[0]
+        if isinstance(layer, keras.layers.BatchNormalization):
+            attrs = ("gamma", "beta", "moving_mean", "moving_variance")
+            return [registry.SliceSpec(x, a, 0, "norm") for a in attrs if getattr(layer, a, None) is not None]
+        return []
 
     def constants(self, node, in_consts, plan):
         v, layer = in_consts[0], node.operation
@@ -243,3 +253,147 @@ class FlattenHandler(TyingHandler):
         positions = build.plan.channels(node.output_tensors[0]) // width
         y = build.clone(node.operation)(x)
         return [(y, (np.arange(positions)[:, None] * width + np.asarray(order)[None, :]).ravel())]
+
+
+def _scalar(value):
+    return np.ndim(value) == 0
+
+
+class PerChannelPreprocessing(ChannelwiseHandler):
+    """``Rescaling`` with scalar scale/offset and ``Normalization`` over the last axis: channel ``c`` maps to
+    channel ``c`` (usually at the model input, whose channels stay; handled so they pass channels through)."""
+
+    def supports(self, layer):
+        if isinstance(layer, keras.layers.Normalization):
+            axis = tuple(layer.axis) if isinstance(layer.axis, (list, tuple)) else (layer.axis,)
+            return axis == (-1,) and not layer.invert
+        return _scalar(layer.scale) and _scalar(layer.offset)
+
+    def rebuild(self, node, build):
+        layer = node.operation
+        if not isinstance(layer, keras.layers.Normalization):
+            return super().rebuild(node, build)
+        found = build.input(node.input_tensors[0])
+        if found is None:
+            return _none()
+        x, order = found
+        mean, variance = (np.asarray(keras.ops.convert_to_numpy(v)).reshape(-1) for v in (layer.mean, layer.variance))
+        new = keras.layers.Normalization(axis=-1, mean=mean[order].tolist(), variance=variance[order].tolist(), name=layer.name)
+        return [(new(x), order)]
+
+
+registry.register(keras.layers.Rescaling)(PerChannelPreprocessing)
+registry.register(keras.layers.Normalization)(PerChannelPreprocessing)
+
+
+@registry.register(keras.layers.Reshape)
+class ReshapeHandler(TyingHandler):
+    """A reshape that keeps the last axis (``(C,) -> (1, 1, C)``, as squeeze-and-excitation blocks and
+    MobileNet's head do) ties channel ``c`` to channel ``c``; one to a flat vector is a ``Flatten``."""
+
+    order = "same"
+
+    def supports(self, layer):
+        if not layer._inbound_nodes or len(layer._inbound_nodes) != 1:
+            return False
+        x, y = layer.input.shape, layer.output.shape
+        if None in x[1:] or None in y[1:]:
+            return False
+        return x[-1] == y[-1] or len(y) == 2
+
+    @staticmethod
+    def _flat(node):
+        return len(node.output_tensors[0].shape) == 2 and node.output_tensors[0].shape[-1] != node.input_tensors[0].shape[-1]
+
+    def couple(self, node, plan):
+        x, y = node.input_tensors[0], node.output_tensors[0]
+        width = plan.channels(x)
+        features = np.arange(plan.channels(y))
+        plan.tie(x, features % width, y, features)
+
+    def constants(self, node, in_consts, plan):
+        return [np.tile(in_consts[0], plan.channels(node.output_tensors[0]) // len(in_consts[0]))]
+
+    def rebuild(self, node, build):
+        found = build.input(node.input_tensors[0])
+        if found is None:
+            return _none()
+        x, order = found
+        order = np.asarray(order)
+        if not self._flat(node):
+            target = (*node.output_tensors[0].shape[1:-1], len(order))
+            return [(keras.layers.Reshape(target, name=node.operation.name)(x), order)]
+        width = build.plan.channels(node.input_tensors[0])
+        positions = build.plan.channels(node.output_tensors[0]) // width
+        y = keras.layers.Reshape((positions * len(order),), name=node.operation.name)(x)
+        return [(y, (np.arange(positions)[:, None] * width + order[None, :]).ravel())]
+
+
+class ChannelMixingHandler(registry.KeepHandler):
+    """Layers that normalise across channels: removing a channel, even an all-zero one, changes the mean and
+    variance every other channel is normalised with, so their channels are never pruned."""
+
+    def blocking_reason(self, node):
+        layer = node.operation
+        return f"{type(layer).__name__} {layer.name!r} normalises across channels, so removing one changes the others"
+
+
+for _cls in (keras.layers.LayerNormalization, keras.layers.GroupNormalization, keras.layers.UnitNormalization):
+    registry.register(_cls)(ChannelMixingHandler)
+
+
+class ElementwiseOpHandler(TyingHandler):
+    """``keras.ops`` arithmetic called on tensors in a functional graph (``x + 3.0``, ``x * gate``, as in
+    MobileNetV3's hard-swish): channel ``c`` of every tensor operand and of the result go together, and the
+    operation is simply called again on the kept channels (scalars stay as they are)."""
+
+    order = "strict"
+
+    def couple(self, node, plan):
+        out = node.output_tensors[0]
+        for tensor in node.input_tensors:
+            if plan.channels(tensor) == plan.channels(out):
+                plan.tie_all(tensor, out)
+
+    def _operands_fit(self, node, plan):
+        width = plan.channels(node.output_tensors[0])
+        return all(plan.channels(t) == width for t in node.input_tensors)
+
+    def constants(self, node, in_consts, plan):
+        if not self._operands_fit(node, plan):
+            return [np.full(plan.channels(node.output_tensors[0]), np.nan)]
+        values = {id(t): np.where(np.isnan(v), 0.0, v).astype("float32")[None, :] for t, v in zip(node.input_tensors, in_consts)}
+        args, kwargs = node.arguments.fill_in(values)
+        y = np.asarray(keras.ops.convert_to_numpy(node.operation(*args, **kwargs)), "float64").reshape(-1)
+        varies = np.logical_or.reduce([np.isnan(v) for v in in_consts])
+        return [np.where(varies, np.nan, y)]
+
+    def required(self, node, position, plan):
+        if self._operands_fit(node, plan):
+            return np.zeros(plan.channels(node.input_tensors[position]), bool)
+        return np.ones(plan.channels(node.input_tensors[position]), bool)
+
+    def weight_slices(self, node, coupling):
+        return [] if self._operands_fit(node, coupling) else None
+
+    def rebuild(self, node, build):
+        found = [build.input(t) for t in node.input_tensors]
+        if any(f is None for f in found):
+            return _none()
+        order = found[0][1]
+        if any(not np.array_equal(f[1], order) for f in found[1:]):
+            raise AssertionError(f"{node.operation.name}: operands arrive in different channel orders")
+        args, kwargs = node.arguments.fill_in({id(t): f[0] for t, f in zip(node.input_tensors, found)})
+        return [(node.operation(*args, **kwargs), order)]
+
+
+def _register_elementwise_ops():
+    from keras.src.ops import numpy as numpy_ops  # the op classes have no public path
+
+    for name in ("Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum"):
+        cls = getattr(numpy_ops, name, None)
+        if cls is not None:
+            registry.register(cls)(ElementwiseOpHandler)
+
+
+_register_elementwise_ops()

@@ -90,7 +90,7 @@ class KernelHandler(registry.Handler):
         layer = node.operation
         c = self._connections(layer, plan)
         v = in_consts[0]
-        blocked = np.isnan(v) | ((v != 0) & (not c.foldable))
+        blocked = np.isnan(v) | ((v != 0) & (not c.foldable) & plan.exact)
         varies = (c.reaches & blocked[:, None]).any(axis=0)
         out = activate(layer.activation, c.bias + np.where(np.isnan(v), 0.0, v) @ c.coef)
         if out is None:  # softmax & co. mix channels: every output varies with the others
@@ -101,7 +101,8 @@ class KernelHandler(registry.Handler):
     def required(self, node, position, plan):
         c = self._connections(node.operation, plan)
         v = plan.const(node.input_tensors[position])
-        return ~np.isnan(v) & (v != 0) & c.reaches.any(axis=1) & (not c.foldable)
+        # Approximate mode folds the constant as if no zero border met it (exact away from the border).
+        return ~np.isnan(v) & (v != 0) & c.reaches.any(axis=1) & (not c.foldable) & plan.exact
 
     def folded_bias(self, node, plan, order, keep):
         """Bias of the kept outputs plus what the dropped (constant) inputs contribute to them."""
@@ -137,8 +138,19 @@ def _bias(layer, weights, width):
     return weights.get("bias", np.zeros(width)) if layer.use_bias else np.zeros(width)
 
 
+def _out_slices(node, layer, view=None, attr="kernel"):
+    out = node.output_tensors[0]
+    specs = [registry.SliceSpec(out, attr, -1 if view is None else len(view) - 1, "out", view)]
+    if getattr(layer, "use_bias", False) and getattr(layer, "bias", None) is not None:
+        specs.append(registry.SliceSpec(out, "bias", 0, "out"))
+    return specs
+
+
 @registry.register(keras.layers.Dense)
 class DenseHandler(KernelHandler):
+    def weight_slices(self, node, coupling):
+        return [*_out_slices(node, node.operation), registry.SliceSpec(node.input_tensors[0], "kernel", 0, "in")]
+
     def connections(self, layer, weights):
         kernel = weights["kernel"]
         bias = _bias(layer, weights, kernel.shape[-1])
@@ -157,6 +169,9 @@ class DenseHandler(KernelHandler):
 
 @registry.register(keras.layers.Conv2D)
 class Conv2DHandler(KernelHandler):
+    def weight_slices(self, node, coupling):
+        return [*_out_slices(node, node.operation), registry.SliceSpec(node.input_tensors[0], "kernel", 2, "in")]
+
     def connections(self, layer, weights):
         kernel = weights["kernel"]
         return Connections(*_conv_connections(kernel, _bias(layer, weights, kernel.shape[-1]), layer.padding))
@@ -205,6 +220,10 @@ class DepthwiseConv2DHandler(KernelHandler):
         coef[rows, np.arange(channels * mult)] = coef_c.ravel()
         return Connections(reaches, coef, bias, foldable)
 
+    def weight_slices(self, node, coupling):
+        kh, kw, channels, mult = node.operation.kernel.shape
+        return _out_slices(node, node.operation, view=(kh, kw, channels * mult))
+
     def couple(self, node, plan):
         mult = node.operation.depth_multiplier
         channels = plan.channels(node.input_tensors[0])
@@ -228,6 +247,15 @@ class DepthwiseConv2DHandler(KernelHandler):
 class SeparableConv2DHandler(KernelHandler):
     """Depthwise then pointwise: an input channel reaches output ``j`` through any of its ``m`` depthwise
     maps with a non-zero pointwise weight. Kernels keep their size (the depthwise part is shared)."""
+
+    def weight_slices(self, node, coupling):
+        layer, x = node.operation, node.input_tensors[0]
+        kh, kw, channels, mult = layer.depthwise_kernel.shape
+        return [
+            *_out_slices(node, layer, attr="pointwise_kernel"),
+            registry.SliceSpec(x, "depthwise_kernel", 2, "in"),
+            registry.SliceSpec(x, "pointwise_kernel", 2, "in", (1, 1, channels, mult, layer.pointwise_kernel.shape[-1])),
+        ]
 
     def connections(self, layer, weights):
         depthwise, pointwise = weights["depthwise_kernel"], weights["pointwise_kernel"][0, 0]

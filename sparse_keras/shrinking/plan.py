@@ -48,26 +48,29 @@ class UnionFind:
             roots = nxt
 
 
-class Plan:
-    """Channels kept per tensor, constants per channel, and detached ``Add`` inputs of one model.
+class Coupling:
+    """The channels of every tensor of a functional model, tied by the layers that read and write them.
+
+    A union-find over every (tensor, channel): each layer's handler ties the channels that must be kept or
+    dropped together (:meth:`Handler.couple <sparse_keras.shrinking.registry.Handler.couple>`). Its
+    components are the *coupled channel groups* of :func:`sparse_keras.structure.coupled_groups`; the
+    shrinking :class:`Plan` adds constants and keep decisions on top of the same ties.
 
     Args:
       model: a built functional or sequential Keras model.
-      effective_weights: ``layer -> {attribute: numpy array}``, the kernels with below-threshold groups zeroed.
-      channel_multiple: if set, kernel layers keep a multiple of this many channels where they have enough.
     """
 
-    def __init__(self, model, effective_weights, channel_multiple=None):
+    def __init__(self, model):
         self.model = model
-        self.effective_weights = effective_weights
         self.memo = {}  # per-layer results handlers compute once (e.g. kernel connections)
         self.nodes = [n for n in graph.nodes_in_order(model) if n.input_tensors]
-        self._base, self._const, self._consumers, self._producer = {}, {}, {}, {}
+        self._base, self._consumers, self._producer = {}, {}, {}
         total = 0
         for tensor in [*model.inputs, *(t for n in self.nodes for t in n.output_tensors)]:
             if id(tensor) not in self._base:
                 self._base[id(tensor)] = total
                 total += self.channels(tensor)
+        self.total = total
         for node in self.nodes:
             for tensor in node.output_tensors:
                 self._producer[id(tensor)] = node
@@ -76,13 +79,9 @@ class Plan:
         self.handlers = {id(n): registry.handler_for(n.operation) for n in self.nodes}
         self._outputs = {id(t) for t in model.outputs}
         self._uf = UnionFind(total)
-        self._find_constants()
         for node in self.nodes:
             self.handler(node).couple(node, self)
-        self._keep_roots(total, channel_multiple)
-        self._detached = self._find_detached()
 
-    # -- queries -----------------------------------------------------------------------------------------
     def handler(self, node):
         return self.handlers[id(node)]
 
@@ -93,14 +92,6 @@ class Plan:
             raise ValueError(f"shrink needs a static last (channel) dimension; tensor {tensor.name!r} has shape {tensor.shape}")
         return int(dim)
 
-    def const(self, tensor):
-        """Constant value of each channel of ``tensor`` (NaN where it varies)."""
-        return self._const.get(id(tensor), np.full(self.channels(tensor), np.nan))
-
-    def kept(self, tensor):
-        """Sorted indices of the channels of ``tensor`` that the shrunk model computes."""
-        return np.flatnonzero(self._kept[self._ids(tensor)])
-
     def producer(self, tensor):
         return self._producer.get(id(tensor))
 
@@ -109,6 +100,61 @@ class Plan:
 
     def is_output(self, tensor):
         return id(tensor) in self._outputs
+
+    def tie(self, tensor_a, index_a, tensor_b, index_b):
+        """Keeps channel ``index_a[k]`` of ``tensor_a`` iff channel ``index_b[k]`` of ``tensor_b`` is kept."""
+        self._uf.union(self.ids(tensor_a)[index_a], self.ids(tensor_b)[index_b])
+
+    def tie_all(self, tensor_a, tensor_b):
+        """Ties two tensors of equal width channel by channel."""
+        n = self.channels(tensor_a)
+        self.tie(tensor_a, np.arange(n), tensor_b, np.arange(n))
+
+    def ids(self, tensor):
+        """The union-find ids of the channels of ``tensor``."""
+        base = self._base[id(tensor)]
+        return np.arange(base, base + self.channels(tensor))
+
+    _ids = ids
+
+    def tensors(self):
+        """Every tensor of the graph (model inputs, then node outputs in execution order)."""
+        seen, result = set(), []
+        for tensor in [*self.model.inputs, *(t for n in self.nodes for t in n.output_tensors)]:
+            if id(tensor) not in seen:
+                seen.add(id(tensor))
+                result.append(tensor)
+        return result
+
+
+class Plan(Coupling):
+    """Channels kept per tensor, constants per channel, and detached ``Add`` inputs of one model.
+
+    Args:
+      model: a built functional or sequential Keras model.
+      effective_weights: ``layer -> {attribute: numpy array}``, the kernels with below-threshold groups zeroed.
+      channel_multiple: if set, kernel layers keep a multiple of this many channels where they have enough.
+      exact: if False, a constant channel goes even where a reader cannot absorb it exactly (a 'same'-padded
+        conv folds it into its bias as if there were no zero border): approximate, for prune-then-fine-tune.
+    """
+
+    def __init__(self, model, effective_weights, channel_multiple=None, exact=True):
+        super().__init__(model)
+        self.effective_weights = effective_weights
+        self.exact = bool(exact)
+        self._const = {}
+        self._find_constants()
+        self._keep_roots(self.total, channel_multiple)
+        self._detached = self._find_detached()
+
+    # -- queries -----------------------------------------------------------------------------------------
+    def const(self, tensor):
+        """Constant value of each channel of ``tensor`` (NaN where it varies)."""
+        return self._const.get(id(tensor), np.full(self.channels(tensor), np.nan))
+
+    def kept(self, tensor):
+        """Sorted indices of the channels of ``tensor`` that the shrunk model computes."""
+        return np.flatnonzero(self._kept[self._ids(tensor)])
 
     def detached(self, node, position):
         return (id(node), position) in self._detached
@@ -127,19 +173,6 @@ class Plan:
         return True
 
     # -- building ----------------------------------------------------------------------------------------
-    def tie(self, tensor_a, index_a, tensor_b, index_b):
-        """Keeps channel ``index_a[k]`` of ``tensor_a`` iff channel ``index_b[k]`` of ``tensor_b`` is kept."""
-        self._uf.union(self._ids(tensor_a)[index_a], self._ids(tensor_b)[index_b])
-
-    def tie_all(self, tensor_a, tensor_b):
-        """Ties two tensors of equal width channel by channel."""
-        n = self.channels(tensor_a)
-        self.tie(tensor_a, np.arange(n), tensor_b, np.arange(n))
-
-    def _ids(self, tensor):
-        base = self._base[id(tensor)]
-        return np.arange(base, base + self.channels(tensor))
-
     def _find_constants(self):
         for node in self.nodes:
             in_consts = [self.const(t) for t in node.input_tensors]

@@ -8,7 +8,9 @@ A :class:`Handler` tells :func:`sparse_keras.shrinking.shrink` four things about
   channel ``c`` to its output's channel ``c``; a conv ties nothing, it creates new channels);
 * ``required``: which constant input channels the layer cannot absorb when they are dropped (a 'same' 3x3
   conv cannot fold a non-zero constant into its bias because of the zero border);
-* ``rebuild``: the new layer(s) computing the kept output channels from the kept input channels.
+* ``rebuild``: the new layer(s) computing the kept output channels from the kept input channels;
+* ``weight_slices``: which slice of which weight goes with each channel it reads or writes, which makes the
+  coupled channel groups of :func:`sparse_keras.structure.coupled_groups` (regularizers, ADMM, targets).
 
 Built-in Keras layers are registered in :mod:`~sparse_keras.shrinking.keras_layers` and
 :mod:`~sparse_keras.shrinking.kernel_layers`; the library's own layers (LRSD, LST, CSC) register theirs
@@ -53,10 +55,33 @@ class Handler:
         channel holds. ``build`` is the :class:`~sparse_keras.shrinking.rebuild.Builder`."""
         raise NotImplementedError
 
+    def weight_slices(self, node, coupling):
+        """The weights that go with channels: a list of :class:`SliceSpec`, ``[]`` for a layer without
+        per-channel weights, or ``None`` if the handler does not know (its channels cannot be pruned)."""
+        return None
+
+    def blocking_reason(self, node):
+        """Why the channels this layer reads and writes cannot be pruned, or ``None`` if they can."""
+        return None
+
+
+class SliceSpec:
+    """Channel ``k`` of ``tensor`` owns index ``k`` along ``axis`` of weight ``attr`` of the layer (seen in
+    shape ``view`` if given, e.g. a depthwise kernel ``(kh, kw, C, m)`` as ``(kh, kw, C*m)``). ``role`` is
+    ``"out"`` for a slice producing the channel, ``"in"`` for one reading it, ``"norm"`` for per-channel
+    statistics and affine terms (BatchNormalization)."""
+
+    def __init__(self, tensor, attr, axis, role, view=None):
+        self.tensor, self.attr, self.axis, self.role, self.view = tensor, attr, axis, role, view
+
 
 class KeepHandler(Handler):
     """Any layer: kept unchanged (a fresh copy with the same config and weights), fed every channel in the
     original order. Exact for every layer, but nothing around it can shrink through it."""
+
+    def blocking_reason(self, node):
+        layer = node.operation
+        return f"{type(layer).__name__} {getattr(layer, 'name', '?')!r} is not supported by shrink in this configuration (register a handler: sparse_keras.shrinking.register)"
 
     def rebuild(self, node, build):
         layer = node.operation

@@ -8,6 +8,7 @@ needs (a residual branch whose every kernel is zero) are simply not rebuilt.
 
 import math
 import numbers
+import warnings
 
 import keras
 import numpy as np
@@ -24,7 +25,9 @@ from sparse_keras.sparsity import kernels, structure
 MIXED_SIZES = ("auto", "grouped", "masked")
 
 
-def shrink(model, tau=0.0, scheme=None, mixed_sizes="auto", channel_multiple=None, measure_batch=16, name=None):
+def shrink(
+    model, tau=0.0, scheme=None, mixed_sizes="auto", channel_multiple=None, measure_batch=16, name=None, exact=True, warn=True
+):
     """Returns a new, physically smaller Keras model computing what ``model`` computes in inference mode.
 
     Args:
@@ -40,9 +43,17 @@ def shrink(model, tau=0.0, scheme=None, mixed_sizes="auto", channel_multiple=Non
         zero channels (which stay exact) where needed; hardware computes in such steps.
       measure_batch: batch size of the ``"auto"`` timing.
       name: name of the new model; defaults to ``<model.name>_shrunk``.
+      exact: ``True`` keeps a constant channel (a zero kernel whose BatchNormalization shift is not 0) that a
+        reader cannot absorb exactly ('same'-padded convs larger than 1x1); ``False`` removes it anyway and
+        folds the constant into the reader's bias as if there were no zero border (approximate: outputs
+        change near the borders; fine-tune afterwards, as after any pruning).
+      warn: warn when shrink keeps channels whose kernels :func:`sparse_keras.analysis.report` counts as
+        removed, and say why (a coupled channel some other layer still computes, or a constant that cannot
+        be absorbed exactly).
 
     Returns:
-      A ``keras.Model``: outputs equal to ``model``'s (float32 round-off), layers keep their names.
+      A ``keras.Model``: outputs equal to ``model``'s (float32 round-off; with ``exact=False`` only away from
+      borders), layers keep their names.
 
     Warns (``UserWarning``) naming every layer with a kernel that it keeps whole for want of a rule for its
     kind (Conv1D, Conv3D, grouped convs, ...): see :func:`~sparse_keras.shrinking.coverage.kept_whole`.
@@ -61,9 +72,65 @@ def shrink(model, tau=0.0, scheme=None, mixed_sizes="auto", channel_multiple=Non
         raise ValueError(f"Model {model.name!r} is not built; call it on data or build(input_shape) first")
     coverage.warn_kept_whole(model)
     weights = effective_weights(model, tau, scheme)
-    plan = plan_lib.Plan(model, lambda layer: weights[id(layer)], channel_multiple)
+    plan = plan_lib.Plan(model, lambda layer: weights[id(layer)], channel_multiple, exact=exact)
     builder = Builder(plan, mixed_sizes, measure_batch)
-    return builder.build(name or f"{model.name}_shrunk")
+    shrunk = builder.build(name or f"{model.name}_shrunk")
+    if warn and not channel_multiple:
+        message = explain_kept(plan, tau, scheme)
+        if message:
+            warnings.warn(message, stacklevel=2)
+    return shrunk
+
+
+def explain_kept(plan, tau=0.0, scheme=None):
+    """Why shrink keeps output channels whose kernels :func:`sparse_keras.analysis.report` counts as removed
+    (so the report's multiply-adds and parameters are lower than what shrink delivers); ``None`` if it
+    keeps none."""
+    from sparse_keras import analysis  # the report, only needed to compare with
+
+    predicted = {r.layer: r.width for r in analysis.report(plan.model, tau=tau, scheme=scheme).layers}
+    roots = plan._uf.roots()
+    varies = np.zeros(plan.total, bool)
+    for tensor in plan.tensors():
+        varies[roots[plan.ids(tensor)]] |= np.isnan(plan.const(tensor))
+    coupled, constant = {}, {}
+    for node in plan.nodes:
+        layer = node.operation
+        if not plan.handler(node).is_kernel or layer.name not in predicted:
+            continue
+        out = node.output_tensors[0]
+        extra = len(plan.kept(out)) - predicted[layer.name]
+        if extra <= 0:
+            continue
+        kept_constant = plan.kept(out)[~np.isnan(plan.const(out)[plan.kept(out)])]
+        tied = int(varies[roots[plan.ids(out)[kept_constant]]].sum())
+        if tied:
+            coupled[layer.name] = tied
+        if len(kept_constant) - tied:
+            constant[layer.name] = len(kept_constant) - tied
+    if not coupled and not constant:
+        return None
+    parts = [f"shrink keeps channels of {plan.model.name!r} that analysis.report counts as removed, so the report's "
+             "parameter and multiply-add figures are lower than what the shrunk model has."]
+    if coupled:
+        parts.append(
+            f"Coupled with channels other layers still compute ({_listing(coupled)}): e.g. a zero depthwise kernel "
+            "whose input the previous conv still produces; sparsify coupled groups (sparse_keras.structure, "
+            "regularizers.CoupledGroupLasso) so that whole groups reach zero."
+        )
+    if constant:
+        parts.append(
+            f"Constant channels a reader cannot absorb exactly ({_listing(constant)}): a zero kernel whose "
+            "BatchNormalization shift is not 0 feeds a 'same'-padded conv; pass exact=False to remove them "
+            "approximately, or zero whole coupled groups (BatchNormalization included)."
+        )
+    return " ".join(parts)
+
+
+def _listing(counts, limit=6):
+    items = sorted(counts.items(), key=lambda item: -item[1])
+    shown = ", ".join(f"{name}: {n}" for name, n in items[:limit])
+    return shown + (f" and {len(items) - limit} more layers" if len(items) > limit else "")
 
 
 def effective_weights(model, tau, scheme=None):

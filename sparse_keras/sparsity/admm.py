@@ -35,7 +35,7 @@ from sparse_keras.sparsity import kernels, masking, state, tracing
 from sparse_keras.sparsity.schedules import MuPath
 
 PENALTIES = ("l1", "l0")
-BLOCKS = ("filter", "kernel", "element")
+BLOCKS = ("filter", "kernel", "element", "coupled")
 STOPPING = ("paper", "boyd")
 
 
@@ -45,7 +45,7 @@ def block_axes(block, rank):
         raise ValueError(f"block must be one of {BLOCKS}, got block={block!r}")
     if block == "element":
         return ()
-    if block == "kernel" or rank == 2:
+    if block in ("kernel", "coupled") or rank == 2:
         return tuple(range(rank - 1))  # an output kernel; for Dense the paper's block is one output unit
     return tuple(range(rank - 2))  # a filter W_ij: the spatial axes
 
@@ -156,15 +156,18 @@ class ADMM(keras.callbacks.Callback):
 
     Args:
       penalty: ``"l1"`` (group lasso, soft threshold) or ``"l0"`` (number of blocks, hard threshold).
-      mu: sparsity weight, a positive float or a :class:`MuPath`.
+      mu: sparsity weight, a positive float, a :class:`MuPath`, or per layer (kernel norms differ by an order
+        of magnitude between layers): a dict ``{layer name: float}`` naming every sparsified layer, or a
+        callable ``layer -> float``. A coupled group takes the mu of its first producing layer.
       rho: augmented-Lagrangian weight (the authors' code: 100).
       block: ``"filter"`` (the paper's 2-D filter W_ij; one output unit for Dense), ``"kernel"`` (a whole
-        output kernel) or ``"element"``.
+        output kernel), ``"element"``, or ``"coupled"``: the F-step thresholds whole coupled channel groups
+        (:func:`sparse_keras.structure.coupled_groups`), the output slices of every kernel producing the
+        channel together (e.g. a MobileNet expand conv's channel with the depthwise slice reading it), and
+        :meth:`finalize` zeroes every slice of the dead groups (BatchNormalization too) so that
+        :func:`sparse_keras.shrink` removes them.
       layers: the layers to sparsify: layer objects, layer names or layer classes (as ``where`` of
         :func:`sparse_keras.regularize`); ``None`` means every Conv/Dense kernel except the classifier.
-
-    When it attaches to a model compiled with SGD, it checks ``learning_rate * rho`` against
-    :func:`stability_bound` and raises ``ValueError`` beyond it (:func:`check_optimizer`).
       update_every: epochs per W-step with a float ``mu`` (a path sets its own, ``path.epochs(i)``).
       epsilon: tolerance of the stopping test (path mode).
       stopping: ``"paper"`` (``||W - F|| <= eps`` and ``||F - F_prev|| <= eps``) or ``"boyd"`` (the authors'
@@ -176,6 +179,9 @@ class ADMM(keras.callbacks.Callback):
       prune_bias: at :meth:`finalize`, also zero (and mask) the bias of every output unit whose whole kernel
         is zero, so that the unit is gone rather than a constant and :func:`sparse_keras.shrinking.shrink`
         can remove it.
+
+    When it attaches to a model compiled with SGD, it checks ``learning_rate * rho`` against
+    :func:`stability_bound` and raises ``ValueError`` beyond it (:func:`check_optimizer`).
     """
 
     def __init__(
@@ -200,7 +206,11 @@ class ADMM(keras.callbacks.Callback):
         if stopping not in STOPPING:
             raise ValueError(f"stopping must be one of {STOPPING}, got stopping={stopping!r}")
         self.path = mu if isinstance(mu, MuPath) else None
-        if self.path is None:
+        self._layer_mu = mu if isinstance(mu, dict) or (callable(mu) and self.path is None) else None
+        if isinstance(mu, dict):
+            for name, value in mu.items():
+                _check_positive(f"mu[{name!r}]", value)
+        elif self.path is None and self._layer_mu is None:
             _check_positive("mu", mu)
         _check_positive("rho", rho)
         _check_positive("epsilon", epsilon)
@@ -210,7 +220,7 @@ class ADMM(keras.callbacks.Callback):
             raise ValueError(f"guard must be None or in (0, 1], got guard={guard!r}")
         self.penalty, self.rho, self.block, self.layers = penalty, float(rho), block, layers
         self.prune_bias = bool(prune_bias)
-        self._fixed_mu = None if self.path is not None else float(mu)
+        self._fixed_mu = None if self.path is not None or self._layer_mu is not None else float(mu)
         self.update_every, self.epsilon, self.stopping, self.guard = update_every, float(epsilon), stopping, guard
         self.normalize_norm_by_size, self.finetune = bool(normalize_norm_by_size), bool(finetune)
         self.targets = []
@@ -224,6 +234,16 @@ class ADMM(keras.callbacks.Callback):
     @property
     def mu(self):
         return self._fixed_mu if self.path is None else self.path.mu(self.mu_index)
+
+    def mu_of(self, layer):
+        """The sparsity weight of ``layer``'s kernels."""
+        if self._layer_mu is None:
+            return self.mu
+        if isinstance(self._layer_mu, dict):
+            return float(self._layer_mu[layer.name])
+        value = self._layer_mu(layer)
+        _check_positive(f"mu({layer.name!r})", value)
+        return float(value)
 
     @property
     def attached(self):
@@ -243,8 +263,14 @@ class ADMM(keras.callbacks.Callback):
             raise ValueError(f"ADMM found no Conv/Dense kernel to sparsify in model {model.name!r} (layers={where!r})")
         if getattr(model, "optimizer", None) is not None:
             self.check_optimizer(model.optimizer)
+        if isinstance(self._layer_mu, dict):
+            missing = sorted({s.layer.name for s in slots} - set(self._layer_mu))
+            if missing:
+                raise ValueError(f"mu is a dict but names no value for the sparsified layers {missing}")
         self.set_model(model)
         self.targets = [_Target(slot, self.block) for slot in slots]
+        if self.block == "coupled":
+            self._couple(model)
         self._add_penalty()
         return self
 
@@ -255,6 +281,28 @@ class ADMM(keras.callbacks.Callback):
         call it themselves (``sparse_keras.training.loop.train`` does).
         """
         check_optimizer(optimizer, self.rho)
+
+    def _couple(self, model):
+        """For each target, the coupled group of each index along its output axis (-1: none)."""
+        from sparse_keras import structure  # imports the shrinking handlers
+
+        self.groups = structure.coupled_groups(model, unsupported="ignore").prunable
+        by_variable = {id(t.slot.variable): t for t in self.targets}
+        for t in self.targets:
+            t.segments = None
+        self.group_mu_layer = []
+        for position, group in enumerate(self.groups):
+            layer = None
+            for s in group.slices:
+                t = by_variable.get(id(s.variable))
+                if t is None or s.role != "out" or s.attr == "bias":
+                    continue
+                if t.segments is None:
+                    shape = s.shape()
+                    t.view, t.out_axis, t.segments = shape, s.axis % len(shape), np.full(shape[s.axis], -1)
+                t.segments[s.index] = position
+                layer = layer or t.slot.layer
+            self.group_mu_layer.append(layer)
 
     def _add_penalty(self):
         for t in self.targets:
@@ -273,7 +321,8 @@ class ADMM(keras.callbacks.Callback):
     # -- the F-step and the dual update ---------------------------------------------------------------
     def _thresholds(self, target, norms):
         """Per-layer threshold on the block norms of V, with the over-pruning guard applied."""
-        threshold = self.mu / self.rho if self.penalty == "l1" else math.sqrt(2 * self.mu / self.rho)
+        mu = self.mu_of(target.slot.layer)
+        threshold = mu / self.rho if self.penalty == "l1" else math.sqrt(2 * mu / self.rho)
         compare = norms / target.block_size if self.normalize_norm_by_size else norms
         zeroed = float(ops.convert_to_numpy(ops.mean(ops.cast(compare <= threshold, "float32"))))
         if self.guard is not None and zeroed > self.guard:
@@ -288,12 +337,53 @@ class ADMM(keras.callbacks.Callback):
         threshold, guarded = self._thresholds(target, norms)
         if self.normalize_norm_by_size:
             keep = ops.cast(norms / target.block_size > threshold, vc.dtype)
-            scale = threshold * target.block_size if guarded else self.mu / self.rho
+            scale = threshold * target.block_size if guarded else self.mu_of(target.slot.layer) / self.rho
             shrunk = proximal.soft_threshold_groups(vc, scale, target.axes) if self.penalty == "l1" else vc
             return ops.reshape(shrunk * keep, v.shape)
         if self.penalty == "l1":
             return ops.reshape(proximal.soft_threshold_groups(vc, threshold, target.axes), v.shape)
         return ops.reshape(proximal.hard_threshold_groups(vc, threshold, target.axes), v.shape)
+
+    def _coupled_prox(self):
+        """F-step over coupled groups (host numpy): group soft/hard thresholding of ``V = W + Gamma/rho`` with
+        one norm per group over the output slices of every kernel producing it; other entries keep ``V``."""
+        vs, sq = [], np.zeros(len(self.groups) + 1)
+        for t in self.targets:
+            v = np.asarray(ops.convert_to_numpy(t.slot.variable), "float64") + np.asarray(ops.convert_to_numpy(t.gamma), "float64") / self.rho
+            vs.append(v)
+            if t.segments is not None:
+                per = np.square(np.moveaxis(v.reshape(t.view), t.out_axis, -1)).reshape(-1, len(t.segments)).sum(axis=0)
+                np.add.at(sq, t.segments, per)  # index -1 lands in the spare last slot
+        norms = np.sqrt(sq[:-1])
+        mus = np.array([self.mu_of(layer) for layer in self.group_mu_layer]) if self.groups else np.zeros(0)
+        limits = mus / self.rho if self.penalty == "l1" else np.sqrt(2 * mus / self.rho)
+        if self.guard is not None:
+            limits = self._guard_families(norms, limits)
+        if self.penalty == "l1":
+            scale = np.where(norms > limits, 1 - limits / np.maximum(norms, 1e-30), 0.0)
+        else:
+            scale = (norms > limits).astype("float64")
+        scale = np.append(scale, 1.0)  # entries of no group
+        result = []
+        for t, v in zip(self.targets, vs):
+            if t.segments is not None:
+                moved = np.moveaxis(v.reshape(t.view), t.out_axis, -1) * scale[t.segments]
+                v = np.moveaxis(moved, -1, t.out_axis).reshape(v.shape)
+            result.append(v.astype("float32"))
+        return result
+
+    def _guard_families(self, norms, limits):
+        """The over-pruning guard per producing layer set: where more than ``guard`` of its groups would be
+        zeroed, the limit becomes the family's mean group norm."""
+        families = {}
+        for position, group in enumerate(self.groups):
+            families.setdefault(group.producers, []).append(position)
+        limits = limits.copy()
+        for members in families.values():
+            members = np.asarray(members)
+            if (norms[members] <= limits[members]).mean() > self.guard:
+                limits[members] = norms[members].mean()
+        return limits
 
     def update(self):
         """One F-step and dual update on the current weights; returns the residuals and sparsity.
@@ -305,10 +395,12 @@ class ADMM(keras.callbacks.Callback):
             raise ValueError("ADMM.update() needs attach(model) (or model.fit with this callback) first")
         primal = dual = w_norm = f_norm = gamma_norm = 0.0
         n = 0
-        for t in self.targets:
+        coupled = self._coupled_prox() if self.block == "coupled" else None
+        for i, t in enumerate(self.targets):
             w = ops.cast(t.slot.variable, "float32")
             f_old = ops.convert_to_tensor(t.f)
-            f_new = self._prox(t, w + ops.convert_to_tensor(t.gamma) / self.rho)
+            v = w + ops.convert_to_tensor(t.gamma) / self.rho
+            f_new = ops.convert_to_tensor(coupled[i]) if coupled is not None else self._prox(t, v)
             gamma = ops.convert_to_tensor(t.gamma) + self.rho * (w - f_new)
             self._check_finite(t, {"weights W": w, "auxiliary F": f_new, "dual Gamma": gamma})
             primal += _sq(w - f_new)
@@ -368,10 +460,24 @@ class ADMM(keras.callbacks.Callback):
                 if not alive.all():
                     bias.assign(ops.convert_to_numpy(bias) * alive)
                     self.masks[bias.path] = alive
+        if self.block == "coupled":
+            self._zero_dead_groups()
         self._remove_penalty()
         masking.install_masks(self.model, self.masks)
         self.phase = "finalized" if self.path is None else self.phase
         return dict(self.masks)
+
+    def _zero_dead_groups(self):
+        """Zeroes every slice (BatchNormalization included) of the groups whose producing slices F zeroed."""
+        from sparse_keras import structure
+
+        dead = []
+        for group in self.groups:
+            produced = [s for s in group.slices if s.role == "out" and s.attr != "bias"]
+            if produced and all(not np.any(s.values()) for s in produced):
+                dead.append(group)
+        for path, mask in structure.zero_groups(dead).items():
+            self.masks[path] = mask * self.masks.get(path, 1.0)
 
     def release(self):
         """Lifts the masks and restores the W-step penalty (the next mu of a path starts like this)."""

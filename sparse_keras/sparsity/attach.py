@@ -30,6 +30,8 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
     Returns:
       ``model``.
     """
+    if isinstance(regularizer, regularizers_lib.CoupledGroupLasso):
+        return _regularize_coupled(model, regularizer, where, exclude_classifier)
     if isinstance(regularizer, (list, tuple)):
         regularizer = regularizers_lib.SumOfRegularizers(list(regularizer))
     regularizer = regularizers_lib.get(regularizer)
@@ -53,12 +55,42 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
     return model
 
 
+def _regularize_coupled(model, spec, where, exclude_classifier):
+    """Binds a :class:`~sparse_keras.regularizers.CoupledGroupLasso` to the model's coupled groups and puts
+    the penalty on one kernel's variable (not on the layer's config: it is training state)."""
+    from sparse_keras import structure  # imports the shrinking handlers
+
+    groups = structure.coupled_groups(model)
+    if where is not None or not exclude_classifier:
+        slots, _ = kernels.select_slots(model, where, exclude_classifier)
+        chosen = {id(s.layer) for s in slots}
+        groups = [g for g in groups.prunable if all(id(s.layer) in chosen for s in g.slices if s.role == "out")]
+    penalty = spec.bind(groups)
+    if penalty.anchor is None:
+        raise ValueError(f"Model {model.name!r} has no prunable coupled group to regularize (where={where!r})")
+    _remove_coupled(model)
+    existing = penalty.anchor.regularizer
+    penalty.anchor.regularizer = penalty if existing is None else regularizers_lib.SumOfRegularizers([existing, penalty])
+    tracing.retrace(model)
+    return model
+
+
+def _remove_coupled(model):
+    for variable in model.trainable_variables:
+        terms = _terms(variable.regularizer)
+        kept = [t for t in terms if not isinstance(t, regularizers_lib.CoupledPenalty)]
+        if len(kept) != len(terms):
+            variable.regularizer = None if not kept else kept[0] if len(kept) == 1 else regularizers_lib.SumOfRegularizers(kept)
+
+
 def unregularize(model, kinds=None):
     """Removes sparse_keras group lassos from every kernel of ``model`` (e.g. before fine-tuning).
 
-    ``kinds``: group-lasso classes to remove, ``None`` for all of them. Other regularizers (weight decay)
-    stay. Returns ``model``.
+    ``kinds``: group-lasso classes to remove (``CoupledGroupLasso`` for the coupled penalty), ``None`` for
+    all of them. Other regularizers (weight decay) stay. Returns ``model``.
     """
+    if kinds is None or regularizers_lib.CoupledGroupLasso in tuple(kinds):
+        _remove_coupled(model)
     kinds = tuple(kinds) if kinds is not None else (regularizers_lib.GroupLasso,)
     for slot in kernels.model_kernel_slots(model):
         terms = _terms(slot.variable.regularizer)
