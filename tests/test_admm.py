@@ -280,3 +280,36 @@ def test_mu_path_schedule_and_validation():
         MuPath([0.1, 0.05])
     with pytest.raises(ValueError, match="nu=0"):
         MuPath([0.1], nu=0)
+
+
+def test_a_sparsity_target_zeroes_that_fraction_of_every_layer_by_thresholding():
+    """The F-step with ``sparsity`` keeps the largest blocks of each layer, whatever its norm scale."""
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(20, 3, name="a"),
+                              keras.layers.Conv2D(40, 3, name="b"), keras.layers.Flatten(), keras.layers.Dense(2)])
+    kernel_b = model.get_layer("b").kernel
+    kernel_b.assign(100 * keras.ops.convert_to_numpy(kernel_b))  # 100x the norms of layer a
+    admm = ADMM("l0", rho=10.0, block="kernel", sparsity={"a": 0.25, "b": 0.5}, guard=0.5).attach(model)
+    norms = {t.slot.layer.name: np.linalg.norm(keras.ops.convert_to_numpy(t.slot.variable).reshape(-1, t.slot.shape[-1]),
+                                               axis=0) for t in admm.targets}
+    result = admm.update()
+    zero = {t.slot.layer.name: result["zero_blocks"][t.path] for t in admm.targets}
+    assert zero == {"a": 5, "b": 20}
+    for t in admm.targets:
+        f = keras.ops.convert_to_numpy(t.f).reshape(-1, t.slot.shape[-1])
+        kept = np.flatnonzero(np.linalg.norm(f, axis=0) > 0)
+        largest = np.argsort(norms[t.slot.layer.name])[-len(kept):]
+        assert set(kept) == set(largest)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sparsity": 1.0}, r"sparsity must be a fraction of blocks in \(0, 1\), got sparsity=1.0"),
+        ({"sparsity": {"a": -0.1}}, r"sparsity\['a'\] must be a fraction"),
+        ({"sparsity": 0.5, "penalty": "l1"}, "use penalty='l0'"),
+        ({"sparsity": 0.5, "block": "coupled"}, "prune.to_target"),
+    ],
+)
+def test_bad_sparsity_targets_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ADMM(**{"penalty": "l0", **kwargs})

@@ -15,7 +15,10 @@ Methods (``config.method.name``) and their keys:
   with the regularizers, threshold at tau (masks), fine-tune without them.
 * ``admm`` (seed 002): ``penalty`` (l0 | l1), ``mu``, ``rho``, ``block``, ``guard``, ``admm_epochs``,
   ``update_every``, ``finetune_epochs``: ``epochs`` dense, then ADMM W/F/dual steps, ``finalize`` (masks),
-  masked fine-tuning.
+  masked fine-tuning. Optionally ``sparsity`` (a fraction of each layer's blocks that every F-step zeroes,
+  instead of ``mu``'s threshold) and ``sparsify_optimizer`` / ``sparsify_schedule`` (shaped like
+  ``config.optimizer`` / ``config.schedule``): the ADMM and fine-tuning stages' own optimizer, each
+  stage a fresh one, so that the dense stage's schedule ends within the dense stage.
 * ``lrsd`` (seed 003): ``alpha``, ``keep_l1``, ``finetune_epochs`` and optionally ``finetune_optimizer`` /
   ``finetune_schedule`` (shaped like ``config.optimizer`` / ``config.schedule``): train the LRSD model
   (``model.kwargs.lrsd=True``), prune S at energy ratio alpha (masks), fine-tune with its own optimizer.
@@ -74,21 +77,30 @@ def check(config):
     elif name == "admm":
         from sparse_keras.sparsity.admm import ADMM, check_stability
 
-        for key in ("mu", "rho"):
+        for key in ("rho",) if config.method.get("sparsity") is not None else ("mu", "rho"):
             _number(config, key, strict=True)
         for key in ("admm_epochs", "finetune_epochs"):
             _count(config, key)
         if _count(config, "update_every") < 1:
             raise ValueError(f"config.method.update_every must be >= 1, got {config.method.update_every!r}")
         try:  # its errors start with the argument's name, which is the config key under config.method
-            ADMM(config.method.penalty, mu=config.method.mu, rho=config.method.rho, block=config.method.block,
-                 guard=config.method.guard)
+            ADMM(config.method.penalty, mu=config.method.get("mu", 1.0), rho=config.method.rho,
+                 block=config.method.block, guard=config.method.guard, sparsity=config.method.get("sparsity"))
         except ValueError as error:
             raise ValueError(f"config.method.{error}") from None
-        if config.optimizer.name == "sgd":
-            check_stability(config.optimizer.learning_rate, config.method.rho, config.optimizer.get("momentum", 0.0),
-                            config.optimizer.get("nesterov", False),
-                            names=("config.optimizer.learning_rate", "config.method.rho", "config.optimizer.momentum"))
+        own = config.method.get("sparsify_optimizer")
+        if (own is None) != (config.method.get("sparsify_schedule") is None):
+            raise ValueError("config.method.sparsify_optimizer and sparsify_schedule go together (or neither)")
+        if own is not None:
+            from sparse_keras.training import optimizers
+
+            optimizers.check(own, config.method.sparsify_schedule)
+        # The W-step runs under the ADMM stage's optimizer: its own, else the shared one.
+        optimizer, key = (own, "config.method.sparsify_optimizer") if own is not None else (config.optimizer, "config.optimizer")
+        if optimizer.name == "sgd":
+            check_stability(optimizer.learning_rate, config.method.rho, optimizer.get("momentum", 0.0),
+                            optimizer.get("nesterov", False),
+                            names=(f"{key}.learning_rate", "config.method.rho", f"{key}.momentum"))
     elif name == "lrsd":
         from sparse_keras.training import optimizers
 
@@ -192,11 +204,12 @@ def _admm(config, model, dense):
     from sparse_keras.sparsity.admm import ADMM
 
     m = config.method
-    admm = ADMM(m.penalty, mu=m.mu, rho=m.rho, block=m.block, guard=m.guard, update_every=m.update_every,
-                layers=admm_paper.SPARSIFIED.get(config.model.name))
+    admm = ADMM(m.penalty, mu=m.get("mu", 1.0), rho=m.rho, block=m.block, guard=m.guard, update_every=m.update_every,
+                layers=admm_paper.SPARSIFIED.get(config.model.name), sparsity=m.get("sparsity"))
+    own = dict(optimizer=m.get("sparsify_optimizer"), schedule=m.get("sparsify_schedule"))
     sparsify = Stage("admm", m.admm_epochs, enter=lambda: admm.attach(model), leave=admm.finalize, hooks=[admm],
-                     procedures={"admm": admm})
-    return [dense, sparsify, Stage("finetune", m.finetune_epochs)]
+                     procedures={"admm": admm}, **own)
+    return [dense, sparsify, Stage("finetune", m.finetune_epochs, **own)]
 
 
 def _lrsd(config, model, train):

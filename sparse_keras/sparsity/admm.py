@@ -179,6 +179,10 @@ class ADMM(keras.callbacks.Callback):
       prune_bias: at :meth:`finalize`, also zero (and mask) the bias of every output unit whose whole kernel
         is zero, so that the unit is gone rather than a constant and :func:`sparse_keras.shrinking.shrink`
         can remove it.
+      sparsity: instead of a threshold from ``mu``, a target: the fraction of each sparsified layer's blocks
+        that every F-step zeroes (a float, or ``{layer name: fraction}``), i.e. F is the projection of
+        ``W + Gamma/rho`` onto the blocks' cardinality set (Zhang et al. 2018, "A Systematic DNN Weight
+        Pruning Framework using ADMM"). ``mu`` and ``guard`` are then unused; needs ``penalty="l0"``.
 
     When it attaches to a model compiled with SGD, it checks ``learning_rate * rho`` against
     :func:`stability_bound` and raises ``ValueError`` beyond it (:func:`check_optimizer`).
@@ -198,6 +202,7 @@ class ADMM(keras.callbacks.Callback):
         normalize_norm_by_size=False,
         finetune=True,
         prune_bias=True,
+        sparsity=None,
     ):
         super().__init__()
         if penalty not in PENALTIES:
@@ -229,6 +234,7 @@ class ADMM(keras.callbacks.Callback):
         # Position in Algorithm 1; all of it is in get_state() so that a resumed run continues exactly.
         self.mu_index, self.iteration, self.phase, self.epochs_in_phase = 0, 0, "admm", 0
         self._converged = False  # whether the current mu stopped on the residual test (vs its iteration cap)
+        self.sparsity_target = _check_sparsity(sparsity, penalty, block, self.path)
 
     # -- setting up -----------------------------------------------------------------------------------
     @property
@@ -244,6 +250,11 @@ class ADMM(keras.callbacks.Callback):
         value = self._layer_mu(layer)
         _check_positive(f"mu({layer.name!r})", value)
         return float(value)
+
+    def sparsity_of(self, layer):
+        """The fraction of ``layer``'s blocks that the F-step zeroes (``sparsity`` targets only)."""
+        target = self.sparsity_target
+        return float(target[layer.name]) if isinstance(target, dict) else target
 
     @property
     def attached(self):
@@ -263,10 +274,10 @@ class ADMM(keras.callbacks.Callback):
             raise ValueError(f"ADMM found no Conv/Dense kernel to sparsify in model {model.name!r} (layers={where!r})")
         if getattr(model, "optimizer", None) is not None:
             self.check_optimizer(model.optimizer)
-        if isinstance(self._layer_mu, dict):
-            missing = sorted({s.layer.name for s in slots} - set(self._layer_mu))
+        for name, given in (("mu", self._layer_mu), ("sparsity", self.sparsity_target)):
+            missing = sorted({s.layer.name for s in slots} - set(given)) if isinstance(given, dict) else []
             if missing:
-                raise ValueError(f"mu is a dict but names no value for the sparsified layers {missing}")
+                raise ValueError(f"{name} is a dict but names no value for the sparsified layers {missing}")
         self.set_model(model)
         self.targets = [_Target(slot, self.block) for slot in slots]
         if self.block == "coupled":
@@ -321,9 +332,14 @@ class ADMM(keras.callbacks.Callback):
     # -- the F-step and the dual update ---------------------------------------------------------------
     def _thresholds(self, target, norms):
         """Per-layer threshold on the block norms of V, with the over-pruning guard applied."""
+        compare = norms / target.block_size if self.normalize_norm_by_size else norms
+        if self.sparsity_target is not None:
+            # The projection onto "at most (1 - s) of the layer's blocks nonzero" (Zhang et al. 2018): keep the
+            # largest blocks of V, so thresholding itself reaches the asked sparsity, whatever the layer's scale.
+            fraction = self.sparsity_of(target.slot.layer)
+            return float(ops.convert_to_numpy(ops.quantile(ops.reshape(compare, (-1,)), fraction))), False
         mu = self.mu_of(target.slot.layer)
         threshold = mu / self.rho if self.penalty == "l1" else math.sqrt(2 * mu / self.rho)
-        compare = norms / target.block_size if self.normalize_norm_by_size else norms
         zeroed = float(ops.convert_to_numpy(ops.mean(ops.cast(compare <= threshold, "float32"))))
         if self.guard is not None and zeroed > self.guard:
             # Over-pruning guard: the zero set becomes the blocks at or below the layer's mean block norm.
@@ -603,6 +619,24 @@ class ADMM(keras.callbacks.Callback):
 
 def _sq(x):
     return float(ops.convert_to_numpy(ops.sum(ops.square(x))))
+
+
+def _check_sparsity(sparsity, penalty, block, path):
+    """``sparsity`` as given (None, a fraction, or ``{layer name: fraction}``), or ``ValueError`` naming it."""
+    if sparsity is None:
+        return None
+    values = sparsity.items() if isinstance(sparsity, dict) else [(None, sparsity)]
+    for name, value in values:
+        label = "sparsity" if name is None else f"sparsity[{name!r}]"
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise ValueError(f"{label} must be a fraction of blocks in (0, 1), got {label}={value!r}")
+    if penalty != "l0":
+        raise ValueError(f"sparsity targets project onto a number of nonzero blocks, an l0 constraint: use "
+                         f"penalty='l0' (got penalty={penalty!r})")
+    if block == "coupled" or path is not None:
+        raise ValueError("sparsity targets work with block='filter', 'kernel' or 'element' and a float mu; for "
+                         f"coupled groups use sparse_keras.prune.to_target (got block={block!r}, mu path={path is not None})")
+    return dict(sparsity) if isinstance(sparsity, dict) else float(sparsity)
 
 
 def _check_positive(name, value):
