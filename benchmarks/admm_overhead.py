@@ -1,4 +1,4 @@
-"""Epoch time with the ADMM callback divided by plain training (issue 3): target <= 1.05.
+"""Epoch time with the ADMM callback divided by plain training: target <= 1.05.
 
 Run::
 

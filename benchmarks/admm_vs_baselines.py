@@ -1,4 +1,4 @@
-"""ADMM-l0 / ADMM-l1 against a dense net, filter group lasso and tfmot pruning on Fashion-MNIST (issue 3).
+"""ADMM-l0 / ADMM-l1 against a dense net, filter group lasso and tfmot pruning on Fashion-MNIST.
 
 Target: ">= 45% of the 2-D filters of the sparsified layers removed within 0.5 points of the dense
 baseline's test accuracy", checked per method.

@@ -1,4 +1,4 @@
-"""Throughput of SDNet-18 / SDNet-18-All vs ResNet-18, and the cost of one CSC layer vs one conv (issue 6).
+"""Throughput of SDNet-18 / SDNet-18-All vs ResNet-18, and the cost of one CSC layer vs one conv.
 
 Targets (GPU, batch 128 fp32, 32x32 input, the power iteration refreshed in every training step as the paper
 does): SDNet-18 trains at >= 20,000 images/s (2.5x the official PyTorch 8,300) and at >= 0.9x our own

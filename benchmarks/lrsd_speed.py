@@ -1,4 +1,4 @@
-"""Speed of LRSD (issue 4): LRSD VGG-19 (rank 1) vs the dense VGG-19, and a pruned S run densely vs sparsely.
+"""Speed of LRSD: LRSD VGG-19 (rank 1) vs the dense VGG-19, and a pruned S run densely vs sparsely.
 
 Run (both sides of every ratio are measured in the same process, interleaved round by round)::
 

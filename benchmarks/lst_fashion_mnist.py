@@ -1,4 +1,4 @@
-"""Real data: LST-Net ResNet-20 against ResNet-20 on Fashion-MNIST, same recipe, same data order (issue 5).
+"""Real data: LST-Net ResNet-20 against ResNet-20 on Fashion-MNIST, same recipe, same data order.
 
 The claim to check: LST-Net reaches at least ResNet-20's test accuracy with fewer parameters (177,954 vs
 272,474 trainable on CIFAR; 177,666 vs 272,186 on 28x28x1 images).
@@ -9,7 +9,7 @@ Run::
   KERAS_BACKEND=jax python -m benchmarks.lst_fashion_mnist --epochs 15                   # GPU machine
   python -m benchmarks.lst_fashion_mnist --epochs 1 --steps_per_epoch 20 --eval_examples 2000  # smoke run
 
-Recipe, scaled from LST-Net's CIFAR one (seed 000): SGD momentum 0.9, batch 128, lr 0.1 divided by 10 after
+Recipe, scaled from LST-Net's CIFAR one (Li et al. 2020): SGD momentum 0.9, batch 128, lr 0.1 divided by 10 after
 51% and 77% of the steps (the paper's 82 / 123 of 160 epochs), weight decay 5e-4 on every variable (Keras'
 decoupled form, ``w -= lr * wd * w``, which matches PyTorch's coupled SGD decay up to momentum), no
 augmentation (the catalogue's default for 28x28 grey images). Both models start from the same seed and see

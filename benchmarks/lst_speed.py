@@ -1,4 +1,4 @@
-"""Training and inference throughput of LST-Net ResNet-20/56 against ResNet-20/56 (issue 5).
+"""Training and inference throughput of LST-Net ResNet-20/56 against ResNet-20/56.
 
 Targets (GPU only, batch 128, fp32, 32x32x3): the official PyTorch code trains ``lstnet_resnet20`` at about
 4,800 images/s and ``lstnet_resnet56`` at about 1,900 images/s on an H100; ours must reach at least twice
@@ -33,7 +33,7 @@ import numpy as np
 from benchmarks.regularizer_overhead import _positive_int, describe_device
 from sparse_keras import models
 
-# images/s the official PyTorch code reaches on an H100 (issue 5); our GPU target is twice that.
+# images/s the official PyTorch code reaches on an H100; our GPU target is twice that.
 OFFICIAL_H100 = {"lstnet_resnet20": 4_800, "lstnet_resnet56": 1_900}
 TARGET_FACTOR = 2.0
 QUICK = {"batch_size": 8, "steps": 1, "rounds": 1, "warmup": 1, "depths": (20,)}

@@ -1,4 +1,4 @@
-"""Training-step cost of the nested half-ring regularizer on ResNet-20 (issue 2).
+"""Training-step cost of the nested half-ring regularizer on ResNet-20.
 
 The ratio ``ms/step with NestedHalfRing(1e-4) / ms/step without`` must stay <= 1.05 on CPU and <= 1.03 on
 GPU: the penalty is a few small reductions per kernel and should vanish next to the convolutions.

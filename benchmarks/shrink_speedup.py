@@ -1,4 +1,4 @@
-"""Measured CPU speedup of shrunk models against the multiply-add reduction (issue 8).
+"""Measured CPU speedup of shrunk models against the multiply-add reduction.
 
 Target: measured speedup >= 0.8 x the multiply-add reduction at batch 64 (Torch-Pruning reports 2.19x
 latency for 3.85x fewer MACs, 0.57). A shrunk model is a dense model with fewer channels and smaller
@@ -12,8 +12,8 @@ Run::
 
 Method: for each model, random structured zeros of each kind (``sparse_keras.shrinking.synthetic``) stand in
 for a trained sparse model (the speed depends on what is gone, not on how it was learned): whole output
-kernels (what the kernel group lasso of seed 004 and network-slimming-style methods remove), and output
-kernels plus nested half-ring kernel sizes (seed 004's Omega_2). ``shrink`` (``mixed_sizes="auto"``) builds the
+kernels (what the kernel group lasso of the structured-sparsity paper and network-slimming-style methods remove), and output
+kernels plus nested half-ring kernel sizes (the structured-sparsity paper's Omega_2). ``shrink`` (``mixed_sizes="auto"``) builds the
 smaller model; both are warmed up and timed in interleaved blocks of ``--steps`` compiled ``predict_on_batch``
 calls, swapping which goes first each round; the speedup is the median of the per-round ratios.
 Multiply-adds are those of every conv / dense kernel (``sparse_keras.analysis``).
@@ -23,7 +23,7 @@ Rows per sparsification method (``--methods``; the library's own layers, shrunk 
 leaves, placed at random (half of the output channels unless said otherwise):
 
 * ``lrsd``: ``plain_cnn(lrsd=True)`` (rank K/4, BN after U): output channels zero in U and S, every S
-  energy-pruned to 90 % of its energy (``sparse_keras.sparsity.energy``, seed 003 eq. 6-7); shrink merges
+  energy-pruned to 90 % of its energy (``sparse_keras.sparsity.energy``, Guo et al. 2019 eq. 6-7); shrink merges
   ``U V + S`` into one conv.
 * ``lrsd_low_rank``: the same with S entirely zero (the l1 drove it away); shrink keeps ``V`` then ``U``.
 * ``csc``: an SDNet-style net (a CSC stem, a strided CSC layer, a conv): zero atoms, the next CSC layer's
@@ -33,8 +33,8 @@ leaves, placed at random (half of the output channels unless said otherwise):
 The rows above are thin networks (8-64 channels) whose time on a CPU is mostly per-layer overhead; the
 next ones put each method into the network its own paper uses, where the convolutions dominate the time:
 
-* ``lrsd_vgg``: seed 003's CIFAR VGG (``vgg7_slim(lrsd=True)``, rank 1), zeros as ``lrsd``.
-* ``csc_sdnet``: seed 001's ``sdnet18_all`` (every 3x3 conv of ResNet-18 a CSC layer), zeros as ``csc``.
+* ``lrsd_vgg``: Guo et al.'s (2019) CIFAR VGG (``vgg7_slim(lrsd=True)``, rank 1), zeros as ``lrsd``.
+* ``csc_sdnet``: Dai et al.'s (2022) ``sdnet18_all`` (every 3x3 conv of ResNet-18 a CSC layer), zeros as ``csc``.
 * ``lst1``: the LST-I ResNet-20 (``block="lst1"``): zero T_c output kernels, which takes out the core
   channel, its ``a * a`` T_s maps, their BN and T_r's inputs (``core_width``).
 

@@ -1,4 +1,4 @@
-"""tfmot magnitude pruning of ``admm_cnn``, the peer baseline of ``benchmarks.admm_vs_baselines`` (issue 3).
+"""tfmot magnitude pruning of ``admm_cnn``, the peer baseline of ``benchmarks.admm_vs_baselines``.
 
 tfmot 0.8.1 works with legacy Keras 2 only, so this runs as its own process under ``TF_USE_LEGACY_KERAS=1``
 and builds ``admm_cnn`` again from ``tf_keras`` layers (same layer names and shapes)::

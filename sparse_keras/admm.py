@@ -1,4 +1,4 @@
-"""ADMM sparsity training (seed 002), the public face: ``from sparse_keras import admm``.
+"""ADMM sparsity training (Kiaee et al. 2016), the public face: ``from sparse_keras import admm``.
 
 * :class:`ADMM` — the callback (W-step penalty, F-step, dual update, mu path, finalize, state).
 * :class:`MuPath` — the increasing mu grid with the paper's epoch schedule (delta, nu, xi).

@@ -1,4 +1,4 @@
-"""Reading the learned architecture off a sparsified model (seed 004, eq. 10, 11, 15, 20, 23).
+"""Reading the learned architecture off a sparsified model (the structured-sparsity paper, eq. 10, 11, 15, 20, 23).
 
 :func:`report` gives, per sparsifiable kernel, the learned width ``d_i`` (kernels with norm above tau),
 the learned kernel sizes ``s_ij`` under a nested scheme, the input width ``d_{i-1}`` still fed by the
@@ -131,7 +131,7 @@ def report(model, tau=1e-3, scheme=None, path=None):
 
     Args:
       model: a built Keras model.
-      tau: groups with l2 norm ``<= tau`` count as removed (seed 004 uses 1e-3).
+      tau: groups with l2 norm ``<= tau`` count as removed (the structured-sparsity paper uses 1e-3).
       scheme: ``"half_ring"`` or ``"ring"`` to read kernel sizes of every square conv kernel with that
         scheme; ``None`` uses the nested scheme of the group lasso attached to each kernel, if any (kernels
         without one keep their full size).

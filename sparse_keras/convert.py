@@ -1,4 +1,4 @@
-"""Rebuilding an existing model with LRSD layers in place of its convolutions (seed 003, section III-A).
+"""Rebuilding an existing model with LRSD layers in place of its convolutions (Guo et al. 2019, section III-A).
 
 LRSD trains the factorised network from scratch, so :func:`to_lrsd` returns a fresh, randomly initialised
 copy of the architecture (``keras.models.clone_model``) where the chosen ``Conv2D``/``Dense`` layers are
@@ -88,7 +88,7 @@ def _lrsd_layer(layer, rank, sparse_only, sparse_l1, batch_norm, layer_kwargs):
         activation=config["activation"],
         sparse_l1=sparse_l1,
         name=layer.name,
-        # V, U and S start like the kernel they replace unless told otherwise [spec 4.1, INFERRED].
+        # V, U and S start like the kernel they replace unless told otherwise [our choice].
         kernel_initializer=config["kernel_initializer"],
         bias_initializer=config["bias_initializer"],
     )

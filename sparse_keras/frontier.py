@@ -1,4 +1,4 @@
-"""The efficient frontier of seed 004: one point per regularization weight alpha, and its baselines.
+"""The efficient frontier of the structured-sparsity paper: one point per regularization weight alpha, and its baselines.
 
 A :class:`FrontierPoint` is one trained network with its accuracy and its costs (parameters, multiply-adds
 of eq. 10, measured latency) and, for learned points, the architecture it learned (width and kernel-size
@@ -9,8 +9,8 @@ histogram per layer). This module turns a list of them into the sweep's outputs:
   thinned base of the same multiply-adds, per seed and averaged;
 * :func:`plot_frontier`: accuracy against multiply-adds and against measured latency, the dense base
   architecture and the uniformly thinned baselines marked;
-* :func:`plot_width_family` (seed 004 Fig. 1): learned width per layer, one curve per alpha;
-* :func:`plot_size_family` (seed 004 Fig. 3): number of kernels of each size per layer, one panel per size;
+* :func:`plot_width_family` (the structured-sparsity paper Fig. 1): learned width per layer, one curve per alpha;
+* :func:`plot_size_family` (the structured-sparsity paper Fig. 3): number of kernels of each size per layer, one panel per size;
 * :func:`match_width_multiplier`: the uniform thinning factor whose network costs given multiply-adds.
 """
 
@@ -278,7 +278,7 @@ def plot_width_family(points, path, title=None):
     ax.set_xlabel("output channels d_i (kernels kept)")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6 / fig.get_figheight()))
-    ax.set_title(title or "Learned width per layer for each alpha (seed 004 Fig. 1)", fontsize=10)
+    ax.set_title(title or "Learned width per layer for each alpha (the structured-sparsity paper Fig. 1)", fontsize=10)
     return visualize.save_figure(fig, path)
 
 
@@ -299,7 +299,7 @@ def plot_size_family(points, path, title=None):
         ax.set_ylabel(f"kernels {size}x{size}")
         ax.set_xticks(positions, names, rotation=60, ha="right", fontsize=7)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle(title or "Kernels of each size per layer for each alpha (seed 004 Fig. 3)")
+    fig.suptitle(title or "Kernels of each size per layer for each alpha (the structured-sparsity paper Fig. 3)")
     return visualize.save_figure(fig, path)
 
 

@@ -1,4 +1,4 @@
-"""DCT initializers for LST-Net's learnable transforms (seed 000; spec section 1.2).
+"""DCT initializers for LST-Net's learnable transforms (Li et al. 2020).
 
 LST-Net starts its channel transform T_c and its spatial transform T_s at the 2-D DCT, then lets SGD move
 them (nothing is frozen). The official code builds every DCT matrix with one helper, ``dct_init(m, n)``,

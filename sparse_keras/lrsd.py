@@ -1,6 +1,6 @@
 """LRSD after training: energy pruning of every ``S``, masked fine-tuning, and the paper's accounting.
 
-The flow of seed 003 (section III-D and IV) once a model with LRSD layers
+The flow of Guo et al. 2019 (section III-D and IV) once a model with LRSD layers
 (:mod:`sparse_keras.layers.lrsd`) has been trained from scratch with the l1 penalty on ``S``:
 
 1. :func:`prune_lrsd` keeps, in each ``S`` separately, the fewest entries holding ``alpha`` of its energy
@@ -38,7 +38,7 @@ def prune_lrsd(model, alpha=0.9, keep_l1=False):
       model: a built model with LRSD layers.
       alpha: energy ratio kept per layer (eq. 7), in ``[0, 1]``; the paper's default is 0.9.
       keep_l1: keep the l1 penalty on ``S`` during fine-tuning. The paper does not say; off by default
-        [spec 4.2, INFERRED], since the mask already fixes the sparsity pattern.
+        (our choice; the paper does not say), since the mask already fixes the sparsity pattern.
 
     Returns:
       ``{variable path of S: keep mask}``; the masks stay installed (``remove_masks`` lifts them).

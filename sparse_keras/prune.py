@@ -13,7 +13,7 @@ def threshold(model, tau=None, scheme=None, where=None, relative=None):
 
     Args:
       model: a built Keras model.
-      tau: the threshold (seed 004 uses 1e-3), compared with the plain l2 norm of each group.
+      tau: the threshold (the structured-sparsity paper uses 1e-3), compared with the plain l2 norm of each group.
       scheme: ``"kernel"``, ``"filter"``, ``"half_ring"`` or ``"ring"`` for every selected kernel; ``None``
         takes, per kernel, the scheme of the sparse_keras group lasso attached to it (kernels without
         one are left alone). With a nested scheme only square conv kernels are touched.
@@ -76,6 +76,6 @@ from sparse_keras.sparsity.targets import remove  # noqa: E402
 from sparse_keras.sparsity.targets import threshold_groups  # noqa: E402
 from sparse_keras.sparsity.targets import to_target  # noqa: E402
 
-# LRSD (seed 003): energy-ratio pruning of each S, with masks for fine-tuning; see sparse_keras.lrsd.
+# LRSD (Guo et al. 2019): energy-ratio pruning of each S, with masks for fine-tuning; see sparse_keras.lrsd.
 from sparse_keras.lrsd import prune_lrsd  # noqa: E402
 from sparse_keras.sparsity.energy import energy_ratio_mask  # noqa: E402

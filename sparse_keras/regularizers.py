@@ -1,4 +1,4 @@
-"""Structured-sparsity regularizers (seed 004; filter groups of seed 002).
+"""Structured-sparsity regularizers (the structured-sparsity paper; filter groups of Kiaee et al. 2016).
 
 Each regularizer is a ``keras.regularizers.Regularizer`` that sums a norm over groups of a kernel, the
 convex relaxation of a count (a layer's width, a kernel's size) that plain gradient descent can minimise:
@@ -126,7 +126,7 @@ class KernelGroupLasso(GroupLasso):
 @keras.saving.register_keras_serializable(package="sparse_keras")
 class FilterGroupLasso(GroupLasso):
     """``strength * sum_ij ||W_ij||`` over the 2-D filters (per output column for Dense): SSL-style
-    connection sparsity, the block of seed 002."""
+    connection sparsity, the block of Kiaee et al. 2016."""
 
     scheme = "filter"
 
@@ -157,7 +157,7 @@ class _NestedGroupLasso(GroupLasso):
 @keras.saving.register_keras_serializable(package="sparse_keras")
 class NestedHalfRing(_NestedGroupLasso):
     """Omega_2 with nested half-ring groups: kernels shrink from the outside in, alternating the
-    top-left and the bottom-right row+column pair, to learned sizes ``0..s`` (spec 5.3)."""
+    top-left and the bottom-right row+column pair, to learned sizes ``0..s``."""
 
     scheme = "half_ring"
 

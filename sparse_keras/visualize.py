@@ -14,7 +14,7 @@ def pyplot():
 
 
 def plot_architecture(reports, path, title=None):
-    """Draws what a model learned, layer by layer (seed 004 Fig. 1 and Fig. 3), as horizontal bars.
+    """Draws what a model learned, layer by layer (the structured-sparsity paper Fig. 1 and Fig. 3), as horizontal bars.
 
     Left panel: the share of each layer's output kernels kept (learned width ``d_i`` over base width), one
     bar per report, labelled ``kept/base``; shares rather than counts, so that one very wide layer does not
@@ -166,9 +166,9 @@ def save_figure(fig, path, tight=True):
     return path
 
 
-# --------------------------------------------------------------------- CSC layers (SDNet, seed 001 B-D)
+# --------------------------------------------------------------------- CSC layers (SDNet, Dai et al. 2022 B-D)
 def reconstruct_input(model, layer_name, x, path=None):
-    """Reconstructs the input image from the code of a CSC layer (seed 001 eq. B.2-B.3, Fig. B.1).
+    """Reconstructs the input image from the code of a CSC layer (Dai et al. 2022 eq. B.2-B.3, Fig. B.1).
 
     ``z_l`` is the output of the CSC layer ``layer_name`` on ``x``; the reconstruction applies the
     dictionaries of that layer and of every CSC layer before it, last to first:
@@ -211,7 +211,7 @@ def reconstruct_input(model, layer_name, x, path=None):
 
 
 def dictionary_grid(layer, path, columns=None):
-    """Saves the atoms of a CSC (or any conv) layer as an image grid (seed 001 Fig. C.1); returns ``path``.
+    """Saves the atoms of a CSC (or any conv) layer as an image grid (Dai et al. 2022 Fig. C.1); returns ``path``.
 
     Atoms with 3 input channels are drawn in RGB (each rescaled to [0, 1] on its own); others as the mean
     over their input channels, divided by the atom's largest absolute weight and drawn on a diverging
@@ -256,7 +256,7 @@ def dictionary_grid(layer, path, columns=None):
 
 
 def code_histogram(codes, path, bins=60, title=None):
-    """Histogram of code values with the share of exact zeros (seed 001 Fig. D.1: 52% on CIFAR-10).
+    """Histogram of code values with the share of exact zeros (Dai et al. 2022 Fig. D.1: 52% on CIFAR-10).
 
     Args:
       codes: CSC layer outputs, any shape (e.g. a sub-model's output on a test batch).

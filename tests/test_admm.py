@@ -1,4 +1,4 @@
-"""ADMM sparsity training (seed 002) through model.fit, on whichever backend the suite runs."""
+"""ADMM sparsity training (Kiaee et al. 2016) through model.fit, on whichever backend the suite runs."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""The ADMM paper's baselines (seed 002 Table 1, spec section 3.4): shapes, filter totals, parameter counts."""
+"""The ADMM paper's baselines (Kiaee et al. 2016 Table 1): shapes, filter totals, parameter counts."""
 
 import functools
 

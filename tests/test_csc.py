@@ -1,4 +1,4 @@
-"""CSCConv2D (seed 001 appendix A, spec 2.1): operators, FISTA against an independent lasso solver, step size.
+"""CSCConv2D (Dai et al. 2022 appendix A): operators, FISTA against an independent lasso solver, step size.
 
 The numpy reference builds the synthesis operator A as a dense matrix straight from the definition (atom o
 placed at (i s - p, j s - p), cropped to the image), independently of the layer's convolutions.

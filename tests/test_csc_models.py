@@ -1,4 +1,4 @@
-"""SDNet models (spec 2.2): layout, parameter counts against the official models, configs build them."""
+"""SDNet models: layout, parameter counts against the official models, configs build them."""
 
 import importlib
 import pathlib

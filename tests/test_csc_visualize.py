@@ -1,4 +1,4 @@
-"""Pictures of a briefly trained CSC layer (seed 001 Fig. B.1, C.1, D.1): real PNGs with real content."""
+"""Pictures of a briefly trained CSC layer (Dai et al. 2022 Fig. B.1, C.1, D.1): real PNGs with real content."""
 
 import keras
 import numpy as np

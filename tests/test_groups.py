@@ -1,4 +1,4 @@
-"""Group math of `sparse_keras.ops.groups` against the spec's definitions (spec 5.2-5.3).
+"""Group math of `sparse_keras.ops.groups` against the papers' definitions.
 
 Every reference here is written from the spec's formulas with plain Python loops over (p, q), never with the
 library's own masks, so a wrong mask or a wrong axis fails the test.
@@ -16,7 +16,7 @@ from sparse_keras import testing
 from sparse_keras.ops import groups
 
 
-# -- independent references (spec 5.3) ---------------------------------------------------------------
+# -- independent references ---------------------------------------------------------------
 def spec_half_ring(s, n):
     """G_n = {(p, q): min(p, q) < ceil(n/2) or max(p, q) > s - 1 - floor(n/2)} as an (s, s) 0/1 array."""
     t_n, b_n = math.ceil(n / 2), n // 2

@@ -1,4 +1,4 @@
-"""LRSD layers (seed 003, eq. 1-4) and `sparse_keras.convert.to_lrsd`."""
+"""LRSD layers (Guo et al. 2019, eq. 1-4) and `sparse_keras.convert.to_lrsd`."""
 
 import keras
 import numpy as np

@@ -1,4 +1,4 @@
-"""The networks LRSD compresses (seed 003, spec 4.3), their LRSD versions, and the LRSD configs."""
+"""The networks LRSD compresses (Guo et al. 2019), their LRSD versions, and the LRSD configs."""
 
 import importlib
 import pathlib
@@ -60,7 +60,7 @@ def test_lrsd_preact_resnet_compresses_1x1_convs_sparse_only():
     kinds = {layer.name: layer for layer in model.layers if isinstance(layer, LRSDConv2D)}
     assert not kinds["stage1_block1_conv2"].sparse_only and kinds["stage1_block1_conv2"].rank == 1
     assert kinds["stage1_block1_conv1"].sparse_only and kinds["stage2_block1_shortcut_conv"].sparse_only
-    assert kinds["stem_conv"].rank == 1  # the stem is decomposed too [spec 4.1, INFERRED]
+    assert kinds["stem_conv"].rank == 1  # the stem is decomposed too [our choice]
 
 
 @builds_networks
@@ -111,7 +111,7 @@ def test_config_loads_with_the_papers_settings(name):
         assert config.model.kwargs.sparse_l1 == 1e-6
 
 
-# N_o of each CIFAR config's LRSD model (its plain network, spec 4.3 and seed 003 Table 2); None: not given.
+# N_o of each CIFAR config's LRSD model (its plain network and Guo et al. 2019 Table 2); None: not given.
 PAPER_PARAMS = {
     "vgg19_cifar10": 20.04e6,
     "vgg19_cifar100": 20.08e6,

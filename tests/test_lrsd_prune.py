@@ -1,4 +1,4 @@
-"""LRSD energy pruning (eq. 6-7), masked fine-tuning and the N_c / N_o accounting (seed 003)."""
+"""LRSD energy pruning (eq. 6-7), masked fine-tuning and the N_c / N_o accounting (Guo et al. 2019)."""
 
 import json
 

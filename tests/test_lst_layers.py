@@ -1,4 +1,4 @@
-"""LST-Net's building blocks (spec 1.1-1.2): DCT initializers, soft thresholding, shared T_s, LST blocks."""
+"""LST-Net's building blocks: DCT initializers, soft thresholding, shared T_s, LST blocks."""
 
 import math
 

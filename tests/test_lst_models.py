@@ -1,4 +1,4 @@
-"""The LST-Net family (spec 1.3-1.4, seed 000 Tables I-VIII) and the LST configs.
+"""The LST-Net family (Li et al. 2020 Tables I-VIII) and the LST configs.
 
 The CIFAR parameter counts are recomputed here from the official code's construction (``lld533/LST-Net``,
 ``resnet_lst_cifar.py``: ``LST2Block``, ``_make_layer``, ``handler``), independently of the builders.
@@ -58,7 +58,7 @@ def lst1_cifar_params(blocks_per_stage, num_classes=10, a=2, k=3):
 
 
 def test_official_lst_resnet20_has_177954_trainable_parameters():
-    # Spec decision 4: the number the official PyTorch model reports for CIFAR-10; spec 1.3: 34.3M MACs.
+    # Spec decision 4: the number the official PyTorch model reports for CIFAR-10: 34.3M MACs.
     assert official_lst2_cifar_params(6) == 177_954
     model = models.get("lstnet_resnet20")
     assert trainable_params(model) == 177_954
@@ -83,7 +83,7 @@ def test_official_lst_resnet20_has_177954_trainable_parameters():
 def test_cifar_family_matches_the_official_parameter_counts(name, blocks, width):
     model = models.get(name, num_classes=100)
     assert trainable_params(model) == official_lst2_cifar_params(blocks, width, num_classes=100)
-    if name == "lstnet_resnet56":  # spec 1.3 [COMPUTED]: 0.518M parameters (CIFAR-10), 93.8M MACs
+    if name == "lstnet_resnet56":  # computed from Li et al. 2020: 0.518M parameters (CIFAR-10), 93.8M MACs
         assert lstnet.multiply_adds(model) == pytest.approx(93.8e6, rel=2e-3)
 
 
@@ -112,7 +112,7 @@ def test_bad_depth_is_named(depth):
         lstnet.lstnet_resnet_cifar(depth)
 
 
-# -- ImageNet / Places365 (seed 000 Table VIII) -----------------------------------------------------------
+# -- ImageNet / Places365 (Li et al. 2020 Table VIII) -----------------------------------------------------------
 @pytest.mark.parametrize(
     "name,paper_params,paper_macs",
     [("lstnet_resnet18", 7.71e6, 1.48e9), ("lstnet_resnet34", 13.50e6, 2.56e9), ("lstnet_vgg_gap", 6.30e6, 5.89e9)],

@@ -1,4 +1,4 @@
-"""Block proximal operators (seed 002 eq. 9-10): closed forms and properties."""
+"""Block proximal operators (Kiaee et al. 2016 eq. 9-10): closed forms and properties."""
 
 import hypothesis.extra.numpy as hnp
 import keras

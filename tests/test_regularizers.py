@@ -1,4 +1,4 @@
-"""The group-lasso regularizers against a numpy reference of the spec's equations (spec 5.2-5.4).
+"""The group-lasso regularizers against a numpy reference of the papers' equations.
 
 ``strength * sum over groups of eta_G(k)`` with ``eta`` = ``||k(G)||`` ("l2"), ``||k(G)|| / sqrt(|G|)``
 ("normalized") or ``sqrt(|G|) ||k(G)||`` ("scaled"), ``|G|`` the number of entries of the group; with
@@ -33,7 +33,7 @@ FLAT_SHAPES = [(6, 4), (3, 4, 5)]  # Dense (in, out) and Conv1D (k, in, out): ke
 
 # -- numpy reference ---------------------------------------------------------------------------------
 def spec_mask(scheme, s, n):
-    """G_n (half rings, spec 5.3) or R_n (rings) of an s x s kernel, written from the min/max definition."""
+    """G_n (half rings) or R_n (rings) of an s x s kernel, written from the min/max definition."""
     mask = np.zeros((s, s), dtype=bool)
     for p in range(s):
         for q in range(s):

@@ -1,4 +1,4 @@
-"""shrink(): the smaller dense model computes what the sparse one computes (issue 8)."""
+"""shrink(): the smaller dense model computes what the sparse one computes."""
 
 import keras
 import numpy as np

@@ -1,5 +1,5 @@
 """The shrunk model is an ordinary Keras model: it saves, loads, exports and converts; and the latency
-report compares it with the original (issue 8)."""
+report compares it with the original."""
 
 import os
 

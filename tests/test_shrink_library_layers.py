@@ -1,5 +1,4 @@
-"""shrink() on the library's own layers: LRSD, CSC and LST blocks keep their outputs and lose what is dead
-(issue 8)."""
+"""shrink() on the library's own layers: LRSD, CSC and LST blocks keep their outputs and lose what is dead."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Omega_3 (seed 004 eq. 34): per-layer weights r_i c_i d_(i-1) and the penalty they give, by hand."""
+"""Omega_3 (the structured-sparsity paper eq. 34): per-layer weights r_i c_i d_(i-1) and the penalty they give, by hand."""
 import keras
 import numpy as np
 import pytest

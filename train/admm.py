@@ -1,4 +1,4 @@
-r"""ADMM sparsity training along the mu path, as in seed 002 (Algorithm 1).
+r"""ADMM sparsity training along the mu path, as in Kiaee et al. 2016 (Algorithm 1).
 
   python -m train.admm --config=configs/admm/admm_cnn_fashion_mnist.py --workdir=runs/admm \
       [--config.penalty=l1 --config.max_mus=4 ...]

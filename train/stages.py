@@ -10,16 +10,16 @@ Methods (``config.method.name``) and their keys:
   its builder's kwargs are in ``config.model.kwargs``).
 * ``csc``: plain training of a model with CSC layers; their step sizes t = 0.9/L are refreshed in every
   training step by the layers and, before each evaluation and at the end, by this stage's hook.
-* ``ssr`` (seed 004): ``kernel_strength`` (Omega_1), ``size_strength`` (Omega_2), ``size_scheme``
+* ``ssr`` (the structured-sparsity paper): ``kernel_strength`` (Omega_1), ``size_strength`` (Omega_2), ``size_scheme``
   (``half_ring`` | ``ring``), ``complexity_weighted`` (Omega_3, eq. 34), ``tau``, ``finetune_epochs``: train
   with the regularizers, threshold at tau (masks), fine-tune without them.
-* ``admm`` (seed 002): ``penalty`` (l0 | l1), ``mu``, ``rho``, ``block``, ``guard``, ``admm_epochs``,
+* ``admm`` (Kiaee et al. 2016): ``penalty`` (l0 | l1), ``mu``, ``rho``, ``block``, ``guard``, ``admm_epochs``,
   ``update_every``, ``finetune_epochs``: ``epochs`` dense, then ADMM W/F/dual steps, ``finalize`` (masks),
   masked fine-tuning. Optionally ``sparsity`` (a fraction of each layer's blocks that every F-step zeroes,
   instead of ``mu``'s threshold) and ``sparsify_optimizer`` / ``sparsify_schedule`` (shaped like
   ``config.optimizer`` / ``config.schedule``): the ADMM and fine-tuning stages' own optimizer, each
   stage a fresh one, so that the dense stage's schedule ends within the dense stage.
-* ``lrsd`` (seed 003): ``alpha``, ``keep_l1``, ``finetune_epochs`` and optionally ``finetune_optimizer`` /
+* ``lrsd`` (Guo et al. 2019): ``alpha``, ``keep_l1``, ``finetune_epochs`` and optionally ``finetune_optimizer`` /
   ``finetune_schedule`` (shaped like ``config.optimizer`` / ``config.schedule``): train the LRSD model
   (``model.kwargs.lrsd=True``), prune S at energy ratio alpha (masks), fine-tune with its own optimizer.
 """
@@ -184,7 +184,7 @@ def _ssr(config, model, train):
         if m.get("complexity_weighted", False):
             from sparse_keras.sparsity import complexity
 
-            # Omega_3 (seed 004 eq. 34): each layer's group lassos weighted by its r_i c_i d_(i-1), at base
+            # Omega_3 (the structured-sparsity paper eq. 34): each layer's group lassos weighted by its r_i c_i d_(i-1), at base
             # counts (tau = 0) so that a resumed run gets the same weights.
             complexity.apply_weights(model, complexity.complexity_weights(model, tau=0.0))
 

@@ -28,7 +28,7 @@ only way to tell an architecture's advantage from the spread between runs.
 Writes to ``workdir``: ``frontier.{md,csv,json}`` (one row per point), ``frontier.png`` (accuracy vs
 multiply-adds and vs latency), ``comparison.md`` (every learned architecture against its uniformly thinned
 twin of the same multiply-adds: accuracy gain, measured speed ratio, per seed and averaged;
-:func:`sparse_keras.frontier.compare_with_uniform`), ``widths.png`` (seed 004 Fig. 1) and ``sizes.png``
+:func:`sparse_keras.frontier.compare_with_uniform`), ``widths.png`` (the structured-sparsity paper Fig. 1) and ``sizes.png``
 (Fig. 3), per seed in ``seed_<s>/`` when there are several.
 """
 

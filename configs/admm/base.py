@@ -1,8 +1,8 @@
-"""Shared settings of the ADMM paper's experiments (seed 002, spec section 3.3).
+"""Shared settings of the ADMM paper's experiments (Kiaee et al. 2016).
 
 The paper: SGD, learning rate 0.001, batch 128; per-mu epochs min(i*delta, nu*delta) with delta=1, nu=15;
 at most xi=10 ADMM iterations per mu. The authors' code: rho=100, mu on logspace(-4, 0, 20) from its second
-point, nu=20. The configs use the code's rho and grid (spec decision 2) and say so.
+point, nu=20. The configs use the code's rho and grid (our choice) and say so.
 """
 import ml_collections
 

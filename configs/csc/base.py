@@ -1,4 +1,4 @@
-"""Shared settings of SDNet's training (spec section 2.3, the official yaml files and train.py).
+"""Shared settings of SDNet's training (the official yaml files and train.py).
 
 CIFAR-10/100: SGD with Nesterov momentum 0.9, weight decay 5e-4, batch 128, learning rate 0.1 annealed by a
 cosine stepped every iteration over 220 epochs down to 1e-6, random crop 32 (pad 4) + horizontal flip,
@@ -26,7 +26,7 @@ def cifar_config(model, dataset, csc=True, **model_kwargs):
         optimizer="sgd",
         momentum=0.9,
         nesterov=True,
-        # PyTorch's SGD(weight_decay) decays every parameter, BN included (spec section 0.4).
+        # PyTorch's SGD(weight_decay) decays every parameter, BN included.
         weight_decay=5e-4,
         schedule="cosine",
         model_kwargs=model_kwargs,

@@ -1,11 +1,11 @@
-"""Demo of seed 004's regularizers (`make demo-ssr`): learn a CNN's widths and kernel sizes on Fashion-MNIST.
+"""Demo of the structured-sparsity paper's regularizers (`make demo-ssr`): learn a CNN's widths and kernel sizes on Fashion-MNIST.
 
   python -m train.train --config=configs/demo/fashion_mnist_ssr.py --workdir=runs/demo_ssr \
       [--config.epochs=2 --config.method.kernel_strength=1e-3 ...]
 
 Omega_1 (kernel number, `KernelGroupLasso`) and Omega_2 (nested half-ring kernel size, `NestedHalfRing`) are
 trained together on every conv of `plain_cnn` (5 convs, no BN) with plain SGD; then every group with norm
-<= tau (1e-3, seed 004 Fig. 1) is zeroed and masked, one epoch of masked fine-tuning follows, and the learned
+<= tau (1e-3, the structured-sparsity paper Fig. 1) is zeroed and masked, one epoch of masked fine-tuning follows, and the learned
 architecture is read off (`architecture.{md,csv,json,png}` in the report), shrunk to a physically smaller
 model, exported and timed. The same shared training loop as every other method (checkpoints, resume,
 TensorBoard, tf.distribute).

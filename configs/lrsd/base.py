@@ -1,10 +1,10 @@
-"""The LRSD paper's training and fine-tuning settings (seed 003, section IV; spec 4.2), in the common schema.
+"""The LRSD paper's training and fine-tuning settings (Guo et al. 2019, section IV), in the common schema.
 
 CIFAR: SGD, momentum 0.9, weight decay 1e-4, batch 64, 160 epochs, lr 0.1 divided by 10 at 50% and 75%;
 lambda (l1 on S, a layer argument: ``model.kwargs.sparse_l1``) 2e-6, rank 1, energy ratio alpha 0.9;
 fine-tuning "as Slimming": the same schedule with S masked. ImageNet (ResNet-50): lr 0.1 divided by 10
 every 30 epochs, batch 256, 90 epochs, lambda 1e-6; fine-tuning 20 epochs at lr 1e-3 divided by 10 every 10.
-Whether the l1 term stays on while fine-tuning is not stated; ``method.keep_l1=False`` [INFERRED].
+Whether the l1 term stays on while fine-tuning is not stated; ``method.keep_l1=False`` (our choice; the paper does not say).
 
 Variants are overrides, e.g. ``--config.model.kwargs.rank=K/10`` or ``=2`` (Table 5; the rank is a string
 so that one field holds both forms), ``--config.method.alpha=0.5`` (Table 2), ``--config.model.kwargs.sparse_l1=1e-6``.

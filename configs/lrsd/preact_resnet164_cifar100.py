@@ -1,4 +1,4 @@
-"""LRSD PreActResNet-164 (bottleneck, slimming code) on CIFAR-100 (seed 003, Table 2).
+"""LRSD PreActResNet-164 (bottleneck, slimming code) on CIFAR-100 (Guo et al. 2019, Table 2).
 
   python -m train.train --config=configs/lrsd/preact_resnet164_cifar100.py --workdir=runs/lrsd_preact_resnet164_cifar100
 

@@ -1,4 +1,4 @@
-"""LRSD PreActResNet-56 (bottleneck, slimming code) on CIFAR-10 (seed 003, Table 1).
+"""LRSD PreActResNet-56 (bottleneck, slimming code) on CIFAR-10 (Guo et al. 2019, Table 1).
 
   python -m train.train --config=configs/lrsd/preact_resnet56_cifar10.py --workdir=runs/lrsd_preact_resnet56_cifar10
 

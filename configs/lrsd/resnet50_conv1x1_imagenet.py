@@ -1,4 +1,4 @@
-"""LRSD ResNet-50 on ImageNet, 1x1 convs sparse-only ('LRSD-conv1x1') (seed 003, Table 4).
+"""LRSD ResNet-50 on ImageNet, 1x1 convs sparse-only ('LRSD-conv1x1') (Guo et al. 2019, Table 4).
 
   python -m train.train --config=configs/lrsd/resnet50_conv1x1_imagenet.py --workdir=runs/lrsd_resnet50_conv1x1_imagenet
 

@@ -1,4 +1,4 @@
-"""LRSD ResNet-50 on ImageNet, 1x1 convs left plain ('LRSD') (seed 003, Table 4).
+"""LRSD ResNet-50 on ImageNet, 1x1 convs left plain ('LRSD') (Guo et al. 2019, Table 4).
 
   python -m train.train --config=configs/lrsd/resnet50_imagenet.py --workdir=runs/lrsd_resnet50_imagenet
 

@@ -1,4 +1,4 @@
-"""LRSD VGGNet-19 (slimming variant) on CIFAR-10 (seed 003, Tables 1 and 5, Fig. 5).
+"""LRSD VGGNet-19 (slimming variant) on CIFAR-10 (Guo et al. 2019, Tables 1 and 5, Fig. 5).
 
   python -m train.train --config=configs/lrsd/vgg19_cifar10.py --workdir=runs/lrsd_vgg19_cifar10
 

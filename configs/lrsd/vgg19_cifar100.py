@@ -1,4 +1,4 @@
-"""LRSD VGGNet-19 (slimming variant) on CIFAR-100 (seed 003, Table 2).
+"""LRSD VGGNet-19 (slimming variant) on CIFAR-100 (Guo et al. 2019, Table 2).
 
   python -m train.train --config=configs/lrsd/vgg19_cifar100.py --workdir=runs/lrsd_vgg19_cifar100
 

@@ -1,4 +1,4 @@
-"""LRSD VGGNet-7 on CIFAR-100 (seed 003, Table 3).
+"""LRSD VGGNet-7 on CIFAR-100 (Guo et al. 2019, Table 3).
 
   python -m train.train --config=configs/lrsd/vgg7_cifar100.py --workdir=runs/lrsd_vgg7_cifar100
 

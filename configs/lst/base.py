@@ -1,4 +1,4 @@
-"""The training recipes of LST-Net's experiments (seed 000 section 1; spec 1.3-1.4), in `configs.common`'s schema.
+"""The training recipes of LST-Net's experiments (Li et al. 2020 section 1), in `configs.common`'s schema.
 
 CIFAR-10/100: SGD momentum 0.9, weight decay 5e-4, batch 128, 160 epochs, lr 0.1 divided by 10 after 32K and
 48K iterations (81.92 and 122.88 epochs of 50K images; the official code switches at epochs 82 and 123).
@@ -6,7 +6,7 @@ ImageNet / Places365: SGD momentum 0.9, weight decay 1e-4, batch 256, 90 epochs,
 30 epochs. MobileNetV2: batch 256, lr 0.05, weight decay 5e-4, cosine decay, 150 epochs.
 
 Weight decay: PyTorch's SGD applies it to *every* parameter (BN and the DCT-initialised T_c / T_s
-included, spec 0.4); whatever form the training binary uses must cover all variables to match.
+included); whatever form the training binary uses must cover all variables to match.
 The LST hyper-parameters (a = 2, k = 3, tau = 1e-4, shared T_s) are the model builders' defaults and are
 spelled out in ``model_kwargs`` so a sweep can override them (``--config.model.kwargs.tau=1e-3``).
 """

@@ -1,4 +1,4 @@
-"""LST-Net w.r.t. MobileNetV2 (modified LST-I, ReLU6-ST, seed 000 Table VII) on ImageNet.
+"""LST-Net w.r.t. MobileNetV2 (modified LST-I, ReLU6-ST, Li et al. 2020 Table VII) on ImageNet.
 
   python -m train.train --config=configs/lst/lstnet_mobilenetv2_imagenet.py --workdir=runs/lstnet_mobilenetv2_imagenet
 

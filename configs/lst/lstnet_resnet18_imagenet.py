@@ -1,4 +1,4 @@
-"""LST-Net w.r.t. ResNet-18 on ImageNet (seed 000 Table II(a)); dataset tfds imagenet2012 (manual download).
+"""LST-Net w.r.t. ResNet-18 on ImageNet (Li et al. 2020 Table II(a)); dataset tfds imagenet2012 (manual download).
 
   python -m train.train --config=configs/lst/lstnet_resnet18_imagenet.py --workdir=runs/lstnet_resnet18_imagenet
 

@@ -1,4 +1,4 @@
-"""LST-Net w.r.t. ResNet-18 on Places365-Standard (seed 000 Table VIII: same recipe as ImageNet).
+"""LST-Net w.r.t. ResNet-18 on Places365-Standard (Li et al. 2020 Table VIII: same recipe as ImageNet).
 
   python -m train.train --config=configs/lst/lstnet_resnet18_places365.py --workdir=runs/lstnet_resnet18_places365
 

@@ -1,4 +1,4 @@
-"""LST-Net w.r.t. ResNet-50 on ImageNet (seed 000 Table II(b)); dataset tfds imagenet2012.
+"""LST-Net w.r.t. ResNet-50 on ImageNet (Li et al. 2020 Table II(b)); dataset tfds imagenet2012.
 
   python -m train.train --config=configs/lst/lstnet_resnet50_imagenet.py --workdir=runs/lstnet_resnet50_imagenet
 

@@ -1,4 +1,4 @@
-"""Seed 004's alpha sweeps (spec section 5) in `configs.common`'s schema, plus ``config.sweep``.
+"""Seed 004's alpha sweeps in `configs.common`'s schema, plus ``config.sweep``.
 
     python -m train.sweep --config=configs/ssr/<name>.py --workdir=runs/<name>
 
@@ -19,15 +19,15 @@ sweep); ``config.sweep`` holds:
 The draft gives tau = 1e-3 (Fig. 1) and alpha near 10^-4 (Fig. 4); it reports no learning rate, schedule
 or epochs [UNVERIFIED]. The recipes here are the usual ones of each base architecture's family (ResNet-20
 on CIFAR: SGD 0.1, /10 at 50% and 75%; ResNet-18 on ImageNet: 90 epochs, /10 every 30) with a lower
-starting rate, 0.05, because the seed 004 bases have no BatchNorm (sparse_keras/models/ssr_paper.py);
-the masked fine-tuning after thresholding is 10% of the training epochs [INFERRED].
+starting rate, 0.05, because the structured-sparsity paper's bases have no BatchNorm (sparse_keras/models/ssr_paper.py);
+the masked fine-tuning after thresholding is 10% of the training epochs (our choice; the paper does not say).
 """
 import ml_collections
 import numpy as np
 
 from configs import common
 
-TAU = 1e-3  # seed 004 Fig. 1
+TAU = 1e-3  # the structured-sparsity paper Fig. 1
 
 
 def log_grid(low_exponent, high_exponent, num):

@@ -6,7 +6,7 @@ Same base and data as configs/ssr/fashion_mnist.py (half-width ResNet `ssr_cifar
 changed after what its run showed: (1) only the kernel-number regularizer Omega_1, so that every kept kernel
 keeps its 3x3 box and no layer is deployed as several convs of mixed sizes (which cost time on this CPU);
 (2) alphas between the two regimes that run found (5.6e-3 only thinned widths, 3.2e-2 kept 3 of 19 convs):
-the point of seed 004's depth selection is a shallower net, which costs less time per multiply-add; (3) as
+the point of the structured-sparsity paper's depth selection is a shallower net, which costs less time per multiply-add; (3) as
 many fine-tuning epochs as regularized ones (3 + 3), because 1 epoch did not recover; the uniformly thinned
 bases train the same 6 epochs from scratch.
 """

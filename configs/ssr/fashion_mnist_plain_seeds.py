@@ -2,7 +2,7 @@
 
   python -m train.sweep --config=configs/ssr/fashion_mnist_plain_seeds.py --workdir=runs/ssr_plain_seeds
 
-Same data, recipe, seeds and timing; the base is seed 004's plain `ssr_cifar20` at half width. Without
+Same data, recipe, seeds and timing; the base is the structured-sparsity paper's plain `ssr_cifar20` at half width. Without
 shortcuts no residual `Add` ties channels together, so every width the regularizer learns is deployed:
 the exported multiply-adds equal eq. 10's, and the comparison with uniform thinning is of widths alone
 (a plain network cannot drop a layer).

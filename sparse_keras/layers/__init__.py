@@ -5,4 +5,4 @@ importing the module here makes them available as ``sparse_keras.layers.<Name>``
 """
 from sparse_keras.layers.csc import CSCConv2D
 from sparse_keras.layers.lst import GroupedPointwise, InvertedLSTBlock, LSTBlockI, LSTBlockII, SharedSpatialTransform, SoftThreshold  # noqa: E501
-from sparse_keras.layers.lrsd import LRSDConv2D, LRSDDense  # seed 003
+from sparse_keras.layers.lrsd import LRSDConv2D, LRSDDense  # Guo et al. 2019

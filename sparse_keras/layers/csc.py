@@ -1,11 +1,11 @@
-"""Convolutional sparse coding (CSC) layer of SDNet (Dai et al., NeurIPS 2022; seed 001, spec section 2.1).
+"""Convolutional sparse coding (CSC) layer of SDNet (Dai et al., NeurIPS 2022).
 
 The layer's output is the non-negative sparse code of its input ``x`` under a learned convolutional
 dictionary ``A``::
 
     z* = argmin_{z >= 0}  lam ||z||_1 + 1/2 ||x - A(z)||^2
 
-computed by ``n_iter`` unrolled FISTA iterations (seed 001 eq. A.1), so that backpropagation is plain
+computed by ``n_iter`` unrolled FISTA iterations (Dai et al. 2022 eq. A.1), so that backpropagation is plain
 automatic differentiation through the iterations.
 
 Operators (Keras Conv2D kernel layout ``(kh, kw, in, filters)``, the official code's direction convention):
@@ -14,7 +14,7 @@ Operators (Keras Conv2D kernel layout ``(kh, kw, in, filters)``, the official co
   ``p = (k - 1) // 2`` on every side with the kernel, with stride ``s``: a Conv2D.
 * ``A(z)`` (synthesis, z-space -> x-space) is its exact adjoint: a 'valid' transposed convolution cropped by
   ``p`` at the top/left to the input size. Keras' 'same' padding pads bottom/right only at stride 2, which
-  would make the pair non-adjoint, hence the explicit symmetric padding (spec section 0.2).
+  would make the pair non-adjoint, hence the explicit symmetric padding.
 
 Step size ``t = step_factor / L`` (0.9 / L in the paper), ``L`` the dominant eigenvalue of ``A^T A`` by power
 iteration (eq. A.4-A.5: at most 50 iterations, stop when ``||v_new - v||_2 < sqrt(1e-5)``, warm-started from
@@ -45,8 +45,8 @@ from keras import ops
 
 from sparse_keras.ops import proximal
 
-POWER_ITERATIONS = 50  # seed 001 appendix A
-POWER_TOLERANCE = math.sqrt(1e-5)  # on ||v_new - v||_2, seed 001 appendix A
+POWER_ITERATIONS = 50  # Dai et al. 2022 appendix A
+POWER_TOLERANCE = math.sqrt(1e-5)  # on ||v_new - v||_2, Dai et al. 2022 appendix A
 _TINY = 1e-12  # keeps 1 / L and v / ||v|| finite for an all-zero dictionary
 
 
@@ -214,7 +214,7 @@ class CSCConv2D(keras.layers.Layer):
         return full[:, p : p + height, p : p + width, :]
 
     def reconstruct(self, z, output_size=None):
-        """The layer input that the code ``z`` explains, ``A(z)`` (seed 001 eq. B.2 for one layer).
+        """The layer input that the code ``z`` explains, ``A(z)`` (Dai et al. 2022 eq. B.2 for one layer).
 
         ``output_size``: ``(height, width)`` of that input; default the size the layer was built for.
         """
@@ -293,7 +293,7 @@ class CSCConv2D(keras.layers.Layer):
 
 
 def fista(x, analysis, synthesis, step, threshold, n_iter, non_negative=True):
-    """Unrolled FISTA for ``argmin_z lam ||z||_1 + 1/2 ||x - A(z)||^2`` (seed 001 eq. A.1), ``z0 = 0``.
+    """Unrolled FISTA for ``argmin_z lam ||z||_1 + 1/2 ||x - A(z)||^2`` (Dai et al. 2022 eq. A.1), ``z0 = 0``.
 
     ``z_l = T(y_l + t A*(x - A(y_l)))``, ``m_{l+1} = (1 + sqrt(1 + 4 m_l^2)) / 2``,
     ``y_{l+1} = z_l + (m_l - 1) / m_{l+1} (z_l - z_{l-1})`` with ``y_1 = 0``, ``m_1 = 1``; ``T`` is the soft

@@ -1,4 +1,4 @@
-"""Low-rank + sparse factorised layers (LRSD, seed 003, eq. 1-4).
+"""Low-rank + sparse factorised layers (LRSD, Guo et al. 2019, eq. 1-4).
 
 A weight ``W`` (``K`` outputs, ``m = C d^2`` inputs) is learned from scratch as ``W = U V + S``: ``V`` maps
 the input to ``rank`` channels with the layer's own kernel size, stride and padding, ``U`` is a 1x1 map
@@ -25,7 +25,7 @@ from keras import ops
 
 from sparse_keras.sparsity import kernels
 
-BN_EPSILON = 1e-5  # PyTorch defaults (spec section 0.3): the paper trains in PyTorch
+BN_EPSILON = 1e-5  # PyTorch defaults: the paper trains in PyTorch
 BN_MOMENTUM = 0.9
 
 
@@ -219,7 +219,7 @@ class _LRSDBase(keras.layers.Layer, kernels.Sparsifiable):
 
 @keras.saving.register_keras_serializable(package="sparse_keras")
 class LRSDConv2D(_LRSDBase):
-    """A 2-D convolution learned as ``W = U V + S`` (seed 003, Fig. 2), channels last.
+    """A 2-D convolution learned as ``W = U V + S`` (Guo et al. 2019, Fig. 2), channels last.
 
     Args:
       filters: output channels ``K``.

@@ -1,4 +1,4 @@
-"""LST-Net's learnable sparse transform blocks (Li et al., ECCV 2020; seed 000, spec section 1.1).
+"""LST-Net's learnable sparse transform blocks (Li et al., ECCV 2020; Li et al. 2020).
 
 A conv layer is replaced by three learnable transforms, each a cheap conv:
 
@@ -17,7 +17,7 @@ Blocks (all composite layers, serializable, ``keras.ops`` only):
 * :class:`LSTBlockII`: T_r -> BN -> ReLU -> T_c -> BN -> ST -> T_s (stride) -> BN, + D(x), ST. The default
   for ResNet/WRN; ``C_s = filters / a**2``.
 * :class:`LSTBlockI`: T_c -> BN -> ST -> T_s (stride) -> BN -> ReLU -> T_r -> BN, + D(x), ST; ``C_s = filters``.
-* :class:`InvertedLSTBlock`: seed 000's modified LST-I for MobileNetV2's inverted residuals (ReLU6-ST).
+* :class:`InvertedLSTBlock`: Li et al.'s (2020) modified LST-I for MobileNetV2's inverted residuals (ReLU6-ST).
 
 Spatial padding is explicit and symmetric, ``(k - 1) / 2`` per side, as PyTorch pads: Keras' ``"same"``
 pads only bottom/right with stride 2 on even sizes, which would shift every downsampled map by a pixel.
@@ -32,8 +32,8 @@ from keras import layers, ops
 from sparse_keras import initializers
 
 DEFAULT_TAU = 1e-4  # the official --tau
-RELU6_ST_TAU = 1e-8  # seed 000 sec. 2: ST becomes (almost) linear in MobileNetV2's linear bottleneck
-BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d defaults (spec decision 6)
+RELU6_ST_TAU = 1e-8  # Li et al. 2020 sec. 2: ST becomes (almost) linear in MobileNetV2's linear bottleneck
+BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d defaults (our choice)
 BN_MOMENTUM = 0.9
 SHORTCUTS = ("grouped", "dense")
 ACTIVATIONS = ("relu", "relu6")
@@ -356,7 +356,7 @@ class LSTBlockI(_LSTBlock):
     """The LST-I bottleneck (official ``LST1Block``): channel, spatial, resize.
 
     ``y = ST(BN(T_r(ReLU(BN(T_s(ST(BN(T_c(x))))))) + D(x))`` with ``C_s = filters`` and ``a**2 * filters``
-    channels after T_s (seed 000 Tables I(a), IV-VI: the ``a^2 x C_s`` column). T_c maps ``C_in -> filters``
+    channels after T_s (Li et al. 2020 Tables I(a), IV-VI: the ``a^2 x C_s`` column). T_c maps ``C_in -> filters``
     with the official ``dct_init(filters, C_in)``. D defaults to the dense 1x1 conv of the official LST-I
     network. Arguments as :class:`LSTBlockII`, and ``core_width``: channels between T_c and T_s, ``None``
     (the paper) for ``C_s``; a shrunk block (:mod:`sparse_keras.shrinking`) has fewer when some T_c outputs
@@ -424,10 +424,10 @@ class InvertedLSTBlock(LSTBlockI):
     """Seed 000's modified LST-I bottleneck, replacing MobileNetV2's inverted residual (Fig. 3).
 
     The LST-I order with the expanded width ``E * C_in`` after T_s (``C_s = E * C_in / a**2``) and the three
-    changes of seed 000 section 2: (1) ReLU6 for ReLU and ST with ``tau = 1e-8`` (the "ReLU6-ST" scheme,
+    changes of Li et al. 2020 section 2: (1) ReLU6 for ReLU and ST with ``tau = 1e-8`` (the "ReLU6-ST" scheme,
     almost linear, as MobileNetV2's linear bottleneck wants); (2) with ``E = 1`` no T_c and its BN: T_s reads
     the input directly with one shared filter per channel, so the width stays ``C_in`` (our reading; spec
-    1.4 [INFERRED]); (3) with ``E > 1`` and a change of stride or width, no D and no residual sum.
+    1.4 (our choice; the paper does not say)); (3) with ``E > 1`` and a change of stride or width, no D and no residual sum.
 
     Args:
       filters: output channels ``C_out``.

@@ -1,4 +1,4 @@
-"""The four baseline networks of the ADMM sparsity paper (seed 002, Table 1; spec section 3.4).
+"""The four baseline networks of the ADMM sparsity paper (Kiaee et al. 2016, Table 1).
 
 * ``nin``: the modified Network in Network, whose 5x5 convs became 3x3 ones (conv1, conv4, conv5, conv8).
 * ``nin_lowrank``: the same with every 3x3 conv split into parallel 1x3 and 3x1 convs (Ioannou et al. 2015).
@@ -14,7 +14,7 @@ Choices taken from the official code where the paper is silent:
   non-negative; ``final_relu=False`` drops it for anyone who wants the textbook head;
 * conv5 is 3x3 as the paper's table says, although ``nin_c3`` builds it 3x1 (spec, code discrepancy).
 
-The custom CNN's pools are INFERRED (spec decision 3): fc1's fan-in of 1024 = 4*4*64 on 32x32 inputs
+The custom CNN's pools are our choice (the paper does not place them): fc1's fan-in of 1024 = 4*4*64 on 32x32 inputs
 forces three stride-2 halvings, placed as 2x2 max-pools after conv1, conv2 and conv3. On 28x28
 Fashion-MNIST the same pools give 14 -> 7 -> 3 (floor), so there fc1's fan-in is 3*3*64 = 576 instead.
 
@@ -74,7 +74,7 @@ def nin(
     final_relu=True,
     name=None,
 ):
-    """The modified NIN of seed 002 Table 1, or with ``low_rank=True`` its low-rank version.
+    """The modified NIN of Kiaee et al. 2016 Table 1, or with ``low_rank=True`` its low-rank version.
 
     conv1-3 (3x3x192, 1x1x160, 1x1x96), max-pool 3x3/2 + dropout, conv4-7 (3x3x192 twice, 1x1x192 twice),
     avg-pool 3x3/2 + dropout, conv8-10 (3x3x192, 1x1x192, 1x1x``num_classes``), global average pool.
@@ -147,7 +147,7 @@ def admm_cnn(
     x = inputs
     for index, (conv_name, filters) in enumerate(_CNN_CONVS, start=1):
         x = _spatial_conv(x, filters, conv_name, init, low_rank)
-        if index <= 3:  # spec decision 3: pools after conv1, conv2 and conv3.
+        if index <= 3:  # our choice: pools after conv1, conv2 and conv3.
             x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
     x = layers.Flatten(name="flatten")(x)
     x = layers.Dense(_CNN_FC1_UNITS, activation="relu", kernel_initializer=init(), name="fc1")(x)
@@ -219,23 +219,23 @@ def _check_rate(dropout):
 
 @registry.register("nin")
 def nin_builder(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """The modified NIN of seed 002; see :func:`nin`."""
+    """The modified NIN of Kiaee et al. 2016; see :func:`nin`."""
     return nin(num_classes, input_shape, low_rank=False, **kwargs)
 
 
 @registry.register("nin_lowrank")
 def nin_lowrank_builder(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """The low-rank NIN of seed 002 (96 + 96 branches); see :func:`nin`."""
+    """The low-rank NIN of Kiaee et al. 2016 (96 + 96 branches); see :func:`nin`."""
     return nin(num_classes, input_shape, low_rank=True, **kwargs)
 
 
 @registry.register("admm_cnn")
 def admm_cnn_builder(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """The custom CNN of seed 002; see :func:`admm_cnn`."""
+    """The custom CNN of Kiaee et al. 2016; see :func:`admm_cnn`."""
     return admm_cnn(num_classes, input_shape, low_rank=False, **kwargs)
 
 
 @registry.register("admm_cnn_lowrank")
 def admm_cnn_lowrank_builder(num_classes=10, input_shape=(32, 32, 3), **kwargs):
-    """The low-rank custom CNN of seed 002 (48/48, 64/64, 128/128, 32/32 branches); see :func:`admm_cnn`."""
+    """The low-rank custom CNN of Kiaee et al. 2016 (48/48, 64/64, 128/128, 32/32 branches); see :func:`admm_cnn`."""
     return admm_cnn(num_classes, input_shape, low_rank=True, **kwargs)

@@ -1,6 +1,6 @@
 """A saved architecture as a registry model: ``models.get("keras_file", path=..., reinitialize=True)``.
 
-What seed 004's architecture selection produces is an architecture: the shrunk model of a learned point. To
+What the structured-sparsity paper's architecture selection produces is an architecture: the shrunk model of a learned point. To
 ask whether the *architecture* is better than a hand-made one (and not just its trained weights), it is
 trained again from scratch, through the same binary and config as any registry model. :func:`reinitialized`
 prepares such a file: the shrunk model's layers carry zero initializers (its weights are set after

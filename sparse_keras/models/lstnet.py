@@ -1,4 +1,4 @@
-"""The LST-Net family (seed 000 Tables I-VII; spec sections 1.3-1.4): existing CNNs rebuilt from LST blocks.
+"""The LST-Net family (Li et al. 2020 Tables I-VII): existing CNNs rebuilt from LST blocks.
 
 CIFAR (official code, ``lld533/LST-Net``, authoritative where it disagrees with the seed tables):
 
@@ -161,7 +161,7 @@ def lstnet_wrn_cifar(depth, width, num_classes=10, input_shape=(32, 32, 3), **kw
     return lstnet_cifar(2 * n, num_classes, input_shape, width=width, **kwargs)
 
 
-# -- ImageNet / Places365 (seed 000 Tables II, IV-VII) --------------------------------------------------
+# -- ImageNet / Places365 (Li et al. 2020 Tables II, IV-VII) --------------------------------------------------
 IMAGENET_RESNET_STAGES = {18: (4, 4, 4, 4), 34: (6, 8, 12, 6), 50: (6, 14, 21, 10), 101: (6, 14, 78, 10)}
 
 

@@ -1,7 +1,7 @@
 """Plain (shortcut-free, BN-free) CNNs: a stack of convs with max-pools, global pooling and a classifier.
 
 Without BatchNorm a kernel's scale matters to the output, so a group lasso on kernel norms trades
-accuracy against size as seed 004 intends; behind a BN the loss is blind to a kernel's scale and the
+accuracy against size as the structured-sparsity paper intends; behind a BN the loss is blind to a kernel's scale and the
 lasso would shrink every kernel alike. That is why the demo's default network has no BN.
 """
 
@@ -43,7 +43,7 @@ def plain_cnn(
 @registry.register("plain_cnn")
 def _plain_cnn(num_classes, input_shape, lrsd=False, rank=1, sparse_l1=2e-6, **kwargs):
     model = plain_cnn(num_classes, input_shape, **kwargs)
-    if lrsd:  # the LRSD version (seed 003), e.g. for quick runs of the lrsd method
+    if lrsd:  # the LRSD version (Guo et al. 2019), e.g. for quick runs of the lrsd method
         from sparse_keras import convert
 
         model = convert.to_lrsd(model, rank=rank, sparse_l1=sparse_l1)

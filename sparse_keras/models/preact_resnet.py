@@ -1,7 +1,7 @@
 """Pre-activation bottleneck ResNets for CIFAR as in the network-slimming code (``models/preresnet.py``).
 
-LRSD (seed 003) compresses PreActResNet-56 and -164 and takes both from the slimming code base, which
-builds only the bottleneck version of depth ``9n + 2`` (spec 4.3, decision 5):
+LRSD (Guo et al. 2019) compresses PreActResNet-56 and -164 and takes both from the slimming code base, which
+builds only the bottleneck version of depth ``9n + 2`` (decision 5):
 
 * stem: 3x3 conv 3 -> 16 (no BN: the first block pre-activates);
 * three stages of ``n`` bottlenecks with 16, 32, 64 planes (expansion 4); the first block of stages 2 and

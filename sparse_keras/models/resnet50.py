@@ -1,4 +1,4 @@
-"""ResNet-50 for ImageNet (torchvision layout) and its LRSD versions (seed 003, section IV-C).
+"""ResNet-50 for ImageNet (torchvision layout) and its LRSD versions (Guo et al. 2019, section IV-C).
 
 The plain network follows :mod:`sparse_keras.models.resnet_imagenet` (same stem, shortcuts, symmetric
 PyTorch padding, BN and initialisation, whose helpers it reuses) with bottleneck blocks: 1x1, 3x3 (carrying
@@ -9,10 +9,10 @@ planes. 25,557,032 parameters with 1000 classes, as torchvision.
 
 * ``"LRSD"`` (``lrsd_conv1x1=False``): the 7x7 stem and every 3x3 conv become ``U V + S`` of rank ``rank``,
   the classifier gets only ``S``; the bottlenecks' 1x1 convs (and the 1x1 shortcuts) stay plain.
-* ``"LRSD-conv1x1"`` (``lrsd_conv1x1=True``): the 1x1 convs get only ``S`` too [spec 4.1, INFERRED].
+* ``"LRSD-conv1x1"`` (``lrsd_conv1x1=True``): the 1x1 convs get only ``S`` too [our choice].
 
 The paper adds the BN after ``U`` "on small datasets"; on ImageNet it is off by default
-(``lrsd_batch_norm``) [INFERRED]. lambda = 1e-6 on ImageNet.
+(``lrsd_batch_norm``) (our choice; the paper does not say). lambda = 1e-6 on ImageNet.
 """
 
 import keras

@@ -1,11 +1,11 @@
-"""SDNet (Dai et al., NeurIPS 2022; spec section 2.2): ResNet-18/34 whose convolutions become CSC layers.
+"""SDNet (Dai et al., NeurIPS 2022): ResNet-18/34 whose convolutions become CSC layers.
 
 * ``sdnet18`` / ``sdnet34``: only the stem conv is a :class:`~sparse_keras.layers.CSCConv2D`, followed by BN
   and no ReLU (its codes are already non-negative); the rest is a standard ResNet-18/34 (basic blocks
   ``[2, 2, 2, 2]`` / ``[3, 4, 6, 3]``, widths 64-512, 1x1 conv + BN projection shortcuts).
 * ``sdnet18_all`` / ``sdnet34_all``: every 3x3 conv of every block is a CSC layer too (stride-2 blocks use a
   strided CSC); a block is ``BN(CSC(BN(CSC(x))))`` with no ReLU between, plus the shortcut and a ReLU.
-  ``shortcut=False`` drops the shortcut and that ReLU (the released yaml files' variant; spec decision 5
+  ``shortcut=False`` drops the shortcut and that ReLU (the released yaml files' variant; our choice
   makes shortcuts the default).
 * ``resnet18_cifar`` / ``resnet34_cifar``: the plain ResNet baselines (conv-BN-ReLU stem), named apart from
   the ImageNet ResNets of :mod:`sparse_keras.models.resnet_imagenet`.

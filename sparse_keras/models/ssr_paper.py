@@ -1,4 +1,4 @@
-"""The base architectures of seed 004 Table 2, in plain and ResNet variants.
+"""The base architectures of the structured-sparsity paper Table 2, in plain and ResNet variants.
 
 Each base architecture is a list of ``(d_hat_i, s_hat_i)`` per conv layer: the most kernels a layer may
 keep and the largest size they may have. Training with Omega_1 / Omega_2 picks the widths ``d_i <= d_hat_i``
@@ -13,7 +13,7 @@ name                      D    (d_hat, s_hat) per conv layer (+ the Dense classi
 ``ssr_cifar20_k5``        20   (64, 5) x19  ("squared constraints")
 ========================  ===  ==============================================================
 
-Choices the draft leaves open, fixed here [INFERRED, documented in the seed 004 sweep section of README.md]:
+Choices the draft leaves open, fixed here (our choices; see docs/frontier.md):
 
 * ResNet variants put shortcuts "across pairs of layers starting with the second layer" (Table 2 caption),
   so layer 1 is a stem and layers (2, 3), (4, 5), ... are residual pairs. Where a pair changes width or
@@ -22,7 +22,7 @@ Choices the draft leaves open, fixed here [INFERRED, documented in the seed 004 
 * Resolution halves at the first layer of each new width (ResNet-18/ResNet-20 layouts); the ImageNet
   stems are a stride-2 7x7 conv and a 3x3 stride-2 max-pool, as in ResNet-18.
 * Table 2 lists (64, 5) x18 for the squared-constraint CIFAR net, which with the classifier makes 19, not
-  the stated D = 20 (spec 5.5); we build 19 conv layers (the ResNet-20 layout at width 64, 5x5 kernels).
+  the stated D = 20; we build 19 conv layers (the ResNet-20 layout at width 64, 5x5 kernels).
 * No BatchNorm by default (``batch_norm=False``): behind a BN the loss does not see a kernel's scale, so a
   group lasso shrinks every kernel alike instead of selecting some (the draft's BN variant is
   unspecified). Convs then carry a bias. ``batch_norm=True`` gives the usual conv-BN-ReLU.
@@ -65,7 +65,7 @@ IMAGENET_STEM_POOL = ("ssr_imagenet8", "ssr_imagenet18")
 def base_architecture(name):
     """The ``[(d_hat_i, s_hat_i), ...]`` of a Table 2 base architecture (conv layers only)."""
     if name not in BASES:
-        raise ValueError(f"Unknown seed 004 base architecture {name!r}; known: {sorted(BASES)}")
+        raise ValueError(f"Unknown the structured-sparsity paper base architecture {name!r}; known: {sorted(BASES)}")
     return [(d, s) for d, s, _ in BASES[name]]
 
 

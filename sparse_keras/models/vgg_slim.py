@@ -1,12 +1,12 @@
-"""The VGGNet variant of network slimming (Liu et al. 2017), the VGG that LRSD (seed 003) compresses.
+"""The VGGNet variant of network slimming (Liu et al. 2017), the VGG that LRSD (Guo et al. 2019) compresses.
 
 Every conv is 3x3, stride 1, "same", without bias, followed by BN and ReLU; ``M`` is a 2x2 max-pool; after
 the last conv an average pool (the slimming code's ``AvgPool2d(2)`` on the 2x2 map of a 32x32 input, a
 global average here so other input sizes work) and one Dense classifier. There is no big FC block.
 
 * ``vgg19_slim``: 64, 64, M, 128, 128, M, 256 x4, M, 512 x4, M, 512 x4: 20.04M parameters on CIFAR-10
-  (spec 4.3, the paper's 20.08M on CIFAR-100).
-* ``vgg7_slim``: not specified by the paper or any code we could read (spec decision 5); our definition
+  (the paper's 20.08M on CIFAR-100).
+* ``vgg7_slim``: not specified by the paper or any code we could read (our choice); our definition
   is the slimming-style net with 7 weight layers, 128, 128, M, 256, 256, M, 512, 512 and the classifier
   (the widths of the common "VGG-7" of the quantisation literature, without its 1024-wide FC): 4.57M
   parameters on CIFAR-10.
@@ -14,7 +14,7 @@ global average here so other input sizes work) and one Dense classifier. There i
 Initialisation as the slimming code: conv ``N(0, 2 / (k^2 C_out))``, BN gamma 0.5 and beta 0, classifier
 ``N(0, 0.01^2)`` with zero bias. BN uses PyTorch's eps 1e-5 and running-average rate 0.1.
 
-``lrsd=True`` returns the LRSD version (seed 003 with the CIFAR choices: every 3x3 conv becomes
+``lrsd=True`` returns the LRSD version (Guo et al. 2019 with the CIFAR choices: every 3x3 conv becomes
 ``U V + S`` with a BN after ``U``, the classifier only ``S``), built by
 :func:`sparse_keras.convert.to_lrsd` from the plain network so both share layer names.
 """
@@ -80,7 +80,7 @@ def to_lrsd_slimming(model, rank=1, sparse_l1=2e-6, **kwargs):
     """:func:`sparse_keras.convert.to_lrsd` with the slimming initialisation (shared by the CIFAR families).
 
     ``V``, ``U`` and ``S`` are initialised like the layers they replace and the BN after ``U`` like the
-    network's BNs (gamma 0.5) [spec 4.1, INFERRED].
+    network's BNs (gamma 0.5) [our choice].
     """
     return convert.to_lrsd(model, rank=rank, sparse_l1=sparse_l1, batch_norm_gamma=BN_GAMMA, **kwargs)
 

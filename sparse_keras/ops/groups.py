@@ -7,10 +7,10 @@ Kernels are in Keras layout: Conv2D ``(kh, kw, in, out)``, Conv1D ``(k, in, out)
 A DepthwiseConv2D kernel ``(kh, kw, in, multiplier)`` is first brought to the conv layout with
 :func:`canonical_kernel`, which makes each depthwise output channel an output kernel with one input channel.
 
-Groups (seed 004, spec section 5):
+Groups (the structured-sparsity paper):
 
 * kernel group ``k_j``: everything that produces output channel ``j`` (eq. 12-13);
-* filter group ``W_ij``: the 2-D filter between input ``i`` and output ``j`` (seed 002's block);
+* filter group ``W_ij``: the 2-D filter between input ``i`` and output ``j`` (Kiaee et al.'s (2016) block);
   for Dense, one group per output column;
 * nested half-ring groups ``G_1 ⊂ ... ⊂ G_s`` of a square ``s x s`` kernel, spanning all input channels
   (eq. 21-22): ``G_n = {(p, q): min(p, q) < ceil(n/2) or max(p, q) > s - 1 - floor(n/2)}``;
@@ -88,7 +88,7 @@ def half_ring_masks(size):
     """Boolean masks ``(size, size, size)``: ``masks[n - 1]`` is the spatial support of ``G_n``.
 
     ``G_1`` is the top-left row+column pair, ``G_2`` adds the bottom-right pair of what is left, and so on
-    alternating (spec decision 1), until ``G_size`` is the whole kernel.
+    alternating (our choice), until ``G_size`` is the whole kernel.
     """
     _check_size(size)
     p, q = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
@@ -165,7 +165,7 @@ def zeroed_group_count(norms, tau):
 
 
 def learned_sizes(zeroed, size, scheme):
-    """Kernel side length left after zeroing ``zeroed`` nested groups (eq. 20; spec 5.3 for rings)."""
+    """Kernel side length left after zeroing ``zeroed`` nested groups (eq. 20 for rings)."""
     zeroed = np.asarray(zeroed)
     if scheme == "half_ring":
         return size - zeroed

@@ -1,4 +1,4 @@
-"""Proximal operators of block sparsity penalties (seed 002, eq. 9-10), in ``keras.ops``.
+"""Proximal operators of block sparsity penalties (Kiaee et al. 2016, eq. 9-10), in ``keras.ops``.
 
 A block is the set of entries that share all indices outside ``axis``: with a Conv2D kernel
 ``(kh, kw, in, out)`` and ``axis=(0, 1)`` a block is one 2-D filter ``W_ij``; with ``axis=(0, 1, 2)`` it is

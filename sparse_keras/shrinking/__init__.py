@@ -1,4 +1,4 @@
-"""Turning learned structured sparsity into a physically smaller dense Keras model (issue 8).
+"""Turning learned structured sparsity into a physically smaller dense Keras model.
 
 ``shrink(model, tau)`` removes dead channels (following Add / Concatenate / Flatten through the graph),
 drops residual branches whose every kernel is zero, and crops kernels to their learned size, keeping the

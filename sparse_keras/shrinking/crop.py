@@ -1,13 +1,13 @@
 """Cropping conv kernels to their learned size with the padding that keeps every output identical.
 
-Seed 004 (eq. 20-23, spec 5.3) shrinks kernels from the outside in: a nested half-ring scheme leaves an
+Seed 004 (eq. 20-23) shrinks kernels from the outside in: a nested half-ring scheme leaves an
 ``s x s`` block starting at row/column ``ceil(m/2)``, a ring scheme a centred one. Both are a *bounding box*
 of the kernel's non-zero support, which is what this module works with, so any zero border crops.
 
 Output position ``o`` of the original conv reads input rows ``o*S - top + r*d`` for kernel rows ``r``.
 Keeping rows ``a .. a+s-1`` reads the same inputs with ``top' = top - a*d`` and enough bottom padding for
 the same number of outputs; ``top'`` may be negative (crop the input) and needs no symmetry, which is how
-even sizes keep 'same' alignment (spec 5.3's asymmetric padding ``P - ceil(m/2)`` / ``P - floor(m/2)``).
+even sizes keep 'same' alignment (the paper's asymmetric padding ``P - ceil(m/2)`` / ``P - floor(m/2)``).
 """
 
 import dataclasses

@@ -1,5 +1,5 @@
-"""Shrinking the library's own layers: LRSD (``W = U V + S``, seed 003), CSC (unrolled FISTA, seed 001) and
-the LST blocks (seed 000).
+"""Shrinking the library's own layers: LRSD (``W = U V + S``, Guo et al. 2019), CSC (unrolled FISTA, Dai et al. 2022) and
+the LST blocks (Li et al. 2020).
 
 LRSD layers are linear at inference (the BN after ``U`` folds into ``U``), so they shrink like any kernel
 layer once their effective kernel is known; the question is only which form the kept part takes. A CSC

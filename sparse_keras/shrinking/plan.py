@@ -7,7 +7,7 @@ bias). Channels tied by a layer (an ``Add``'s inputs and output, a BN's input an
 of a channel in a ``Flatten``) are kept or dropped together: a union-find over every (tensor, channel).
 
 An ``Add`` input that is constant everywhere while another input varies is *detached*: the ``Add`` adds the
-constant instead, so the branch computing it disappears (seed 004's vanishing layers: a residual branch
+constant instead, so the branch computing it disappears (the structured-sparsity paper's vanishing layers: a residual branch
 whose every kernel is zero becomes the identity path).
 """
 

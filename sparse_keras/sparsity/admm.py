@@ -1,4 +1,4 @@
-"""ADMM sparsity training (seed 002): W-step by the model's optimizer, analytic F-step, dual update.
+"""ADMM sparsity training (Kiaee et al. 2016): W-step by the model's optimizer, analytic F-step, dual update.
 
 The problem ``min_W L(W) + mu f(W)`` is split as ``min L(W) + mu f(F)  s.t.  W = F`` and solved by
 alternating (eq. 5-7):

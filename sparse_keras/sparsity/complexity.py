@@ -1,4 +1,4 @@
-"""Omega_3 (seed 004 eq. 34): the group lassos weighted by what each layer's kernels cost in multiply-adds.
+"""Omega_3 (the structured-sparsity paper eq. 34): the group lassos weighted by what each layer's kernels cost in multiply-adds.
 
 Eq. 10 counts ``sum_i sum_j r_i c_i d_{i-1} s_ij^2`` multiply-adds, so a kernel of layer ``i`` costs
 ``r_i c_i d_{i-1}`` per unit of squared size. Omega_1 and Omega_2 penalise every kernel alike; eq. 34
@@ -17,7 +17,7 @@ the training step and models save and load as before:
 ``d_{i-1}`` is taken as a constant when the weights are applied: the number of input channels still fed
 at threshold ``tau`` (the base width at the start of training). Holding the relaxed ``d'_{i-1}`` fixed
 keeps each layer's penalty a separable group lasso (no cross-layer gradient, no units of a kernel norm in
-a channel count) [INFERRED reading of eq. 34; the draft gives no training details]. The weights are
+a channel count) (our reading of eq. 34; the draft gives no training details). The weights are
 divided by their mean over the regularized layers (``normalize=True``) so that one ``alpha`` means about
 the same total pull as for the unweighted regularizers and grids can be shared.
 """

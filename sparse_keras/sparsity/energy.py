@@ -1,4 +1,4 @@
-"""Energy-ratio pruning of one weight tensor (seed 003, eq. 6-7).
+"""Energy-ratio pruning of one weight tensor (Guo et al. 2019, eq. 6-7).
 
 The energy of a tensor is ``E(s) = sum_i |s_i|``. Pruning keeps the fewest entries that still carry a
 fraction ``alpha`` of it, so each layer gets its own sparse rate from the distribution it learned

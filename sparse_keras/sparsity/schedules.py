@@ -1,4 +1,4 @@
-"""The increasing sparsity-weight path of ADMM training (seed 002, Algorithm 1 and section 3.3)."""
+"""The increasing sparsity-weight path of ADMM training (Kiaee et al. 2016, Algorithm 1 and section 3.3)."""
 
 import math
 

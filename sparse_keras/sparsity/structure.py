@@ -39,7 +39,7 @@ def alive_kernels(kernel, tau):
 
 
 def kernel_sizes(kernel, tau, scheme):
-    """Learned side length of each output kernel under a nested ``scheme`` (eq. 20; spec 5.3)."""
+    """Learned side length of each output kernel under a nested ``scheme`` (eq. 20)."""
     kernel = np.asarray(kernel, "float32")
     zeroed = groups.zeroed_group_count(nested_norms(kernel, scheme), tau)
     return groups.learned_sizes(zeroed, kernel.shape[0], scheme)
