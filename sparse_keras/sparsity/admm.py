@@ -409,39 +409,48 @@ class ADMM(keras.callbacks.Callback):
         """
         if not self.attached:
             raise ValueError("ADMM.update() needs attach(model) (or model.fit with this callback) first")
-        primal = dual = w_norm = f_norm = gamma_norm = 0.0
-        n = 0
         coupled = self._coupled_prox() if self.block == "coupled" else None
+        updates, stats, blocks = [], [], {}
         for i, t in enumerate(self.targets):
             w = ops.cast(t.slot.variable, "float32")
             f_old = ops.convert_to_tensor(t.f)
             v = w + ops.convert_to_tensor(t.gamma) / self.rho
             f_new = ops.convert_to_tensor(coupled[i]) if coupled is not None else self._prox(t, v)
             gamma = ops.convert_to_tensor(t.gamma) + self.rho * (w - f_new)
-            self._check_finite(t, {"weights W": w, "auxiliary F": f_new, "dual Gamma": gamma})
-            primal += _sq(w - f_new)
-            dual += _sq(f_new - f_old)
-            w_norm, f_norm, gamma_norm = w_norm + _sq(w), f_norm + _sq(f_new), gamma_norm + _sq(gamma)
-            n += int(np.prod(t.slot.shape))
+            updates.append((t, f_new, gamma))
+            finite = [ops.cast(ops.all(ops.isfinite(x)), "float32") for x in (w, f_new, gamma)]
+            squares = [ops.sum(ops.square(x)) for x in (w - f_new, f_new - f_old, w, f_new, gamma)]
+            norms = t.block_norms(f_new)
+            blocks[t.path] = int(np.prod(norms.shape))
+            zero_blocks = ops.sum(ops.cast(norms == 0, "float32"))
+            zero_weights = ops.sum(ops.cast(f_new == 0, "float32"))
+            stats.append(ops.stack([*finite, *squares, zero_blocks, zero_weights]))
+        # One host transfer for every layer's numbers: on a GPU each read is a device sync, and dozens of them
+        # per update cost more than the update itself.
+        stats = np.asarray(ops.convert_to_numpy(ops.stack(stats)), "float64")
+        for (t, _, _), row in zip(updates, stats):
+            bad = [name for name, ok in zip(("weights W", "auxiliary F", "dual Gamma"), row[:3]) if not ok]
+            if bad:  # before anything is stored: nothing after a non-finite W, F or Gamma would mean anything
+                mu = self.mu_of(t.slot.layer) if self.sparsity_target is None else float("nan")
+                raise FloatingPointError(
+                    f"ADMM stopped: {' and '.join(bad)} of {t.path} are not finite (mu={mu:g}, rho={self.rho:g}, "
+                    f"mu/rho={mu / self.rho:g}). Lower mu/rho or the learning rate."
+                )
+        for t, f_new, gamma in updates:
             t.f.assign(f_new)
             t.gamma.assign(gamma)
-        primal, dual = math.sqrt(primal), math.sqrt(dual)
+        primal2, dual2, w_norm, f_norm, gamma_norm = stats[:, 3:8].sum(axis=0)
+        primal, dual = math.sqrt(primal2), math.sqrt(dual2)
+        n = sum(int(np.prod(t.slot.shape)) for t in self.targets)
         if self.stopping == "paper":
             converged = primal <= self.epsilon and dual <= self.epsilon
         else:  # Boyd et al. 2011, section 3.3.1, as the authors' code computes it
             eps_pri = math.sqrt(n) * self.epsilon + 1e-2 * max(math.sqrt(w_norm), math.sqrt(f_norm))
             eps_dual = math.sqrt(n) * self.epsilon + 1e-2 * math.sqrt(gamma_norm)
             converged = primal < eps_pri and self.rho * dual < eps_dual
-        return {"primal_residual": primal, "dual_residual": dual, "converged": converged, **self.sparsity()}
-
-    def _check_finite(self, target, quantities):
-        """Stops training (raises) before a non-finite W, F or Gamma is stored: nothing after it would mean anything."""
-        bad = [name for name, x in quantities.items() if not bool(ops.convert_to_numpy(ops.all(ops.isfinite(x))))]
-        if bad:
-            raise FloatingPointError(
-                f"ADMM stopped: {' and '.join(bad)} of {target.path} are not finite (mu={self.mu:g}, "
-                f"rho={self.rho:g}, mu/rho={self.mu / self.rho:g}). Lower mu/rho or the learning rate."
-            )
+        zero_blocks = {t.path: int(row[8]) for t, row in zip(self.targets, stats)}
+        return {"primal_residual": primal, "dual_residual": dual, "converged": converged, "zero_blocks": zero_blocks,
+                "blocks": blocks, "sparsity": float(stats[:, 9].sum()) / max(n, 1)}
 
     def sparsity(self):
         """Zero blocks of F per sparsified kernel and the fraction of sparsified weights that are zero."""
@@ -615,10 +624,6 @@ class ADMM(keras.callbacks.Callback):
             arrays = {k: data[k] for k in data.files if k != "__meta__"}
         self.set_state(arrays, meta)
         return self
-
-
-def _sq(x):
-    return float(ops.convert_to_numpy(ops.sum(ops.square(x))))
 
 
 def _check_sparsity(sparsity, penalty, block, path):
