@@ -10,8 +10,8 @@ differ by 15x between layers, so one mu cannot serve them all; the F-step is the
 Zhang et al. 2018), the dual update, W := F with masks, and one masked fine-tuning epoch, both with their
 own small learning rate. The kernels removed are channels, so the shrunk model is 6x smaller in
 multiply-adds; it is exported and timed on this CPU. The schedule was chosen on a GPU run of twelve
-candidates (benchmarks/RESULTS.md, "Choosing the demo's schedule"); a run takes about 10 minutes on 2
-CPU cores.
+candidates (benchmarks/RESULTS.md, "Choosing the demo's schedule"). It trains 5 epochs of 60,000 images
+in all; its time on a quiet 2-core machine is not measured yet.
 """
 import ml_collections
 
