@@ -49,7 +49,8 @@ class Hook:
         pass
 
     def on_epoch_end(self, epoch, logs=None):
-        """``logs`` holds ``"loss"``, the epoch's mean loss (penalties included), and ``"penalty"``, their share of it; hooks may add entries for the hooks after them."""
+        """``logs`` holds ``"loss"``, the epoch's mean loss (penalties included), and ``"penalty"``, their
+        share of it; hooks may add entries for the hooks after them."""
 
     def on_train_end(self, logs=None):
         pass
