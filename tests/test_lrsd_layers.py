@@ -8,7 +8,7 @@ from sparse_keras import convert
 from sparse_keras.layers import LRSDConv2D, LRSDDense
 from sparse_keras.layers import lrsd as lrsd_layers
 from sparse_keras.sparsity import kernels, masking
-from sparse_keras.testing import to_numpy
+from sparse_keras.testing import run_layer_test, to_numpy
 
 # Backend-independent Python (graph rewriting, counting, report writing): checked on TensorFlow only, because
 # on JAX every new weight shape compiles its initializer and CI time is shared by both backend runs.
@@ -118,19 +118,24 @@ def test_bad_arguments_are_named(kwargs, match):
 
 
 # -- integration: config, saving, the kernel registry and masks ----------------------------------------
-def test_config_and_keras_file_round_trip(tmp_path):
-    inputs = keras.Input((8, 8, 3))
-    x = LRSDConv2D(4, 3, rank="K/2", name="lrsd_conv")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    model = keras.Model(inputs, LRSDDense(2, sparse_only=True, name="lrsd_fc")(x))
-    for layer in model.layers[1:4:2]:
-        assert type(layer).from_config(layer.get_config()).get_config() == layer.get_config()
-    path = str(tmp_path / "lrsd.keras")
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    x = _images((2, 8, 8, 3))
-    np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), atol=1e-6)
-    assert loaded.get_layer("lrsd_conv").rank == 2
+@pytest.mark.parametrize(
+    "cls, kwargs, input_shape, output_shape, counts, losses",
+    [
+        # V, U, S trainable, the BN after U two and two; l1 on S is the one loss.
+        (LRSDConv2D, dict(filters=4, kernel_size=3, rank="K/2"), (2, 8, 8, 3), (2, 8, 8, 4), (5, 2), 1),
+        (LRSDConv2D, dict(filters=5, kernel_size=(3, 1), strides=2, padding="valid", batch_norm=False,
+                          use_bias=True, activation="relu", sparse_l1=0.0), (2, 9, 9, 3), (2, 4, 5, 5), (4, 0), 0),
+        (LRSDDense, dict(units=2, sparse_only=True), (2, 7), (2, 2), (2, 0), 1),  # S and the bias
+        (LRSDDense, dict(units=3, rank=2, batch_norm=True), (4, 7), (4, 3), (6, 2), 1),
+    ],
+    ids=["conv", "conv-valid-strided", "dense-sparse-only", "dense-low-rank"],
+)
+def test_layer_contract(cls, kwargs, input_shape, output_shape, counts, losses):
+    run_layer_test(
+        cls, kwargs, input_shape=input_shape, expected_output_shape=output_shape,
+        expected_num_trainable_weights=counts[0], expected_num_non_trainable_weights=counts[1],
+        expected_num_losses=losses, expected_updated_variables=("moving_mean",) if counts[1] else (),
+    )
 
 
 def test_s_is_the_sparsifiable_kernel_and_takes_masks_by_path():
