@@ -242,6 +242,8 @@ def _check_keras_file(check, model, x, reference, tolerances):
     check(type(twin) is type(layer), ".keras round trip", f"loaded as {type(twin).__name__}")
     check(_config_json(twin.get_config()) == _config_json(layer.get_config()), ".keras round trip",
           f"loaded config {twin.get_config()} differs from {layer.get_config()}")
+    check(len(twin.weights) == len(layer.weights), ".keras round trip",
+          f"loaded with {len(twin.weights)} weights instead of {len(layer.weights)}")
     for saved, restored in zip(layer.weights, twin.weights):
         check(np.array_equal(to_numpy(saved), to_numpy(restored)), ".keras round trip",
               f"weight {saved.path} does not come back as saved")

@@ -201,7 +201,8 @@ def test_grouped_pointwise_equals_a_depthwise_1x1_conv(stride):
 def test_lst2_block_starts_with_dct_transforms():
     block, _ = built(sk_layers.LSTBlockII(16), (1, 4, 4, 16))
     np.testing.assert_allclose(to_numpy(block.channel_conv.kernel)[0, 0], initializers.dct_matrix(4, 4).T, atol=1e-6)
-    np.testing.assert_allclose(to_numpy(block.spatial.kernel)[:, :, 0], initializers.separable_dct_filters(2, 3), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(block.spatial.kernel)[:, :, 0], initializers.separable_dct_filters(2, 3),
+                               atol=1e-6)
     assert block.channel_conv.trainable and block.spatial.trainable  # nothing is frozen
 
 

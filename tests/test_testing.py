@@ -49,6 +49,20 @@ class MisreportsFactor(Scale):
         return {**super().get_config(), "factor": 1.0}
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class SavesNoWeights(Scale):
+    """Broken: a random scale that the ``.keras`` file does not keep, so a loaded model draws another."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="random_normal")
+
+    def save_own_variables(self, store):
+        del store
+
+    def load_own_variables(self, store):
+        del store
+
+
 class Unregistered(Scale):
     """Broken: not registered, so ``load_model`` cannot find the class by its saved name."""
 
@@ -110,6 +124,11 @@ def test_a_config_that_misreports_an_argument_fails_on_outputs():
 def test_an_unregistered_layer_fails():
     with pytest.raises(AssertionError, match="Unregistered: serialization check failed: .* not registered"):
         run_layer_test(Unregistered, {}, input_shape=SHAPE)
+
+
+def test_weights_lost_by_the_keras_file_fail():
+    with pytest.raises(AssertionError, match="SavesNoWeights: .keras round trip check failed: weight .*scale"):
+        run_layer_test(SavesNoWeights, {}, input_shape=SHAPE)
 
 
 def test_a_wrong_compute_output_shape_fails():
