@@ -1,12 +1,11 @@
-r"""Seed 004's efficient frontier in one command: train the base architecture for every alpha of a log grid.
+r"""The structured-sparsity paper's efficient frontier: the base architecture trained for every alpha of a grid.
 
-  python -m train.sweep --config=configs/ssr/<name>.py --workdir=runs/frontier \
-      [--config.sweep.alphas='(1e-4, 1e-3)' --config.epochs=2 ...]
+:func:`run` is what ``python -m train.sweep --config=configs/ssr/<name>.py --workdir=runs/frontier`` calls.
 
 For each variant in ``config.sweep.variants`` (``"plain"``: Omega_1 and/or Omega_2 as named by
 ``config.sweep.regularizers``; ``"omega3"``: the same weighted by each layer's cost, eq. 34, see
-:mod:`sparse_keras.sparsity.complexity`) and each ``alpha`` in ``config.sweep.alphas``, the generic binary
-(:func:`train.train.run`, method ``ssr``) trains with strength alpha, thresholds at ``config.method.tau``,
+:mod:`sparse_keras.sparsity.complexity`) and each ``alpha`` in ``config.sweep.alphas``, an experiment
+(:func:`sparse_keras.training.experiment.run`, method ``ssr``) trains with strength alpha, thresholds at ``config.method.tau``,
 fine-tunes with the masks (``config.method.finetune_epochs``), shrinks to the learned architecture
 (vanished residual layers are dropped by :func:`sparse_keras.shrinking.shrink`), evaluates the shrunk model
 and exports it (``model.keras`` + ``saved_model/``) into its own sub-workdir ``<variant>/alpha_<a>/``, so
@@ -36,8 +35,13 @@ import copy
 import os
 import shutil
 
-from train import common
-from train import stages as stages_lib
+import keras
+
+from sparse_keras import analysis, benchmark, frontier, io, models
+from sparse_keras import data as data_lib
+from sparse_keras.models import keras_file
+from sparse_keras.training import experiment
+from sparse_keras.training import workdir as workdir_lib
 
 VARIANTS = ("plain", "omega3")
 REGULARIZERS = ("kernel", "size", "both")
@@ -46,8 +50,7 @@ LABELS = {"kernel": "Omega_1", "size": "Omega_2", "both": "Omega_1+Omega_2"}
 
 
 def check_config(config):
-    """The sweep's own keys (``config.sweep``); the rest is checked by :func:`train.train.check_config`."""
-    from train import train
+    """The sweep's own keys (``config.sweep``); the rest is checked by :func:`.experiment.check_config`."""
 
     sweep = config.get("sweep")
     if sweep is None:
@@ -73,11 +76,11 @@ def check_config(config):
     if config.method.get("name") != "ssr":
         raise ValueError(f"config.method.name must be 'ssr' for a sweep, got {config.method.get('name')!r}")
     for alpha in alphas[:1]:
-        train.check_config(point_config(config, "plain", alpha))
+        experiment.check_config(point_config(config, "plain", alpha))
 
 
 def point_config(config, variant, alpha):
-    """The ``train.train`` config of one point: method ssr with strength ``alpha`` on the chosen regularizers."""
+    """The experiment config of one point: method ssr with strength ``alpha`` on the chosen regularizers."""
     point = copy.deepcopy(config)
     with point.unlocked():
         del point["sweep"]
@@ -112,9 +115,6 @@ def retrain_config(config, architecture_path):
 
 def _write_architecture(point_dir, base):
     """``<point_dir>/architecture_init.keras``: the point's exported model with ``base``'s initializers."""
-    from sparse_keras import io
-    from sparse_keras.models import keras_file
-
     path = os.path.join(point_dir, "architecture_init.keras")
     if not os.path.exists(path):
         with io.atomic_path(path) as tmp:
@@ -123,13 +123,11 @@ def _write_architecture(point_dir, base):
 
 
 def _train_once(config, workdir, weighted=False):
-    """``train.train.run`` (which leaves a finished run in ``workdir`` alone); returns its report dict."""
-    from train import train
-
+    """``experiment.run`` (which leaves a finished run in ``workdir`` alone); returns its report dict."""
     config = config.copy_and_resolve_references()
     with config.unlocked():
-        config.method.complexity_weighted = bool(weighted)  # Omega_3 in train.stages' ssr method
-    return train.run(config, workdir)
+        config.method.complexity_weighted = bool(weighted)  # Omega_3 in the ssr method of .stages
+    return experiment.run(config, workdir)
 
 
 def _point_name(alpha):
@@ -137,21 +135,15 @@ def _point_name(alpha):
 
 
 def _conv_depth(model):
-    import keras
-
     return sum(isinstance(layer, keras.layers.Conv2D) and not layer.name.startswith("shortcut") for layer in model.layers)
 
 
 def _exported(workdir):
-    import keras
-
     return keras.saving.load_model(os.path.join(workdir, "model.keras"), compile=False)
 
 
 def _costs(workdir):
     """Parameters, multiply-adds and conv depth of the model exported to ``workdir``."""
-    from sparse_keras import analysis
-
     model = _exported(workdir)
     return {"params": analysis.count_params(model), "deployed_macs": analysis.report(model, tau=0.0).base_macs,
             "depth": _conv_depth(model)}
@@ -161,13 +153,9 @@ def _learned_architecture(workdir, tau, scheme):
     """Eq. 10 multiply-adds and per-layer widths and sizes of the trained (masked) model of a point.
 
     Read from ``dense_with_zeros.keras`` with the nested ``scheme`` named explicitly: after fine-tuning the
-    regularizers are detached, so the binary's own report no longer knows which groups are half-rings and
+    regularizers are detached, so the run's own report no longer knows which groups are half-rings and
     counts every surviving kernel at full size.
     """
-    import keras
-
-    from sparse_keras import analysis
-
     model = keras.saving.load_model(os.path.join(workdir, "dense_with_zeros.keras"), compile=False)
     report = analysis.report(model, tau=tau, scheme=scheme)
     layers = [{"layer": r.layer, "base_width": r.base_width, "width": r.width, "sizes": {str(k): v for k, v in r.sizes.items()}}
@@ -181,8 +169,6 @@ def _latencies(workdirs, input_shape, batches, repeats, rounds):
     Every model is timed ``rounds`` times, round-robin, and the fastest round is kept, so that load from
     other processes on a shared machine hurts no point more than another.
     """
-    from sparse_keras import benchmark
-
     exported = {d: _exported(d) for d in workdirs}
     best = {d: {b: float("inf") for b in batches} for d in workdirs}
     for _ in range(rounds):
@@ -196,16 +182,14 @@ def _latencies(workdirs, input_shape, batches, repeats, rounds):
 def run(config, workdir, overwrite=False):
     """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`.
 
-    Each point is its own run (``train.train.run``): finished points are reused, a point whose config
+    Each point is its own run (:func:`.experiment.run`): finished points are reused, a point whose config
     changed is refused; ``overwrite`` deletes the whole sweep's workdir first.
     """
     check_config(config)
-    from sparse_keras import frontier, io
-    from sparse_keras import data as data_lib
 
     if overwrite and os.path.isdir(workdir):
         shutil.rmtree(workdir)
-    common.prepare_workdir(workdir)
+    workdir_lib.prepare(workdir)
     sweep = config.sweep
     seeds = tuple(sweep.get("seeds", ()))
     if seeds:
@@ -214,7 +198,7 @@ def run(config, workdir, overwrite=False):
             seeded = copy.deepcopy(config)
             with seeded.unlocked():
                 seeded.seed = seed
-            seed_dir = common.prepare_workdir(os.path.join(workdir, f"seed_{seed}"))
+            seed_dir = workdir_lib.prepare(os.path.join(workdir, f"seed_{seed}"))
             print(f"##### seed {seed} -> {seed_dir}")
             rows += [dict(row, seed=seed) for row in _train_points(seeded, seed_dir)]
     else:
@@ -251,9 +235,6 @@ def run(config, workdir, overwrite=False):
 def _train_points(config, workdir):
     """Trains (or finds finished) every point of one seed under ``workdir``; returns the FrontierPoint
     arguments of each, all but the latency."""
-    from sparse_keras import analysis, frontier, models
-    from sparse_keras import data as data_lib
-
     sweep = config.sweep
     info = data_lib.dataset_info(config.data.name)
     label_of = {"plain": LABELS[sweep.regularizers], "omega3": f"Omega_3 ({LABELS[sweep.regularizers]})"}
@@ -318,6 +299,3 @@ def _train_points(config, workdir):
                              **costs))
     return rows
 
-
-if __name__ == "__main__":
-    common.main(run, "Path to a sweep config under configs/ssr/ (schema: configs/common.py + config.sweep).")
