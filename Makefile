@@ -29,7 +29,7 @@ dataset:
 demo: install dataset
 	$(PYTHON) -m train.train --config=configs/demo/fashion_mnist_admm.py --workdir=$(WORKDIR)
 
-# Seed 004's regularizers learning a CNN's widths and kernel sizes.
+# The structured-sparsity regularizers learning a CNN's widths and kernel sizes.
 demo-ssr: install dataset
 	$(PYTHON) -m train.train --config=configs/demo/fashion_mnist_ssr.py --workdir=runs/demo_ssr
 

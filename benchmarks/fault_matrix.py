@@ -2,8 +2,8 @@ r"""Run integrity, measured: bad inputs a hostile but fair user would try, and k
 
   python -m benchmarks.fault_matrix [--kills] [--workdir=/tmp/fault_matrix]
 
-Bad inputs: every case goes through the real entry point (``train.train.run`` for config values, the
-library call for API inputs, the binary for command-line keys). A config case is *handled* when it raises
+Bad inputs: every case goes through the real entry point (``sparse_keras.training.experiment.run`` for config
+values, the library call for API inputs, the binary for command-line keys). A config case is *handled* when it raises
 :class:`~sparse_keras.training.workdir.RunError` naming its config key before the workdir exists (the
 workdir claim is replaced by a tripwire, so an unhandled case stops there instead of training); an API case
 when it raises (or warns) naming the argument or layer; a command-line case when the binary exits 2 with
@@ -82,7 +82,7 @@ class _Tripwire(Exception):
 def run_config_case(method, overrides, key, root):
     from configs.smoke import fashion_mnist
     from sparse_keras.training import workdir as workdir_lib
-    from train import train
+    from sparse_keras.training import experiment
 
     import keras
 
@@ -105,7 +105,7 @@ def run_config_case(method, overrides, key, root):
 
     original, workdir_lib.claim = workdir_lib.claim, tripwire
     try:
-        train.run(config, workdir)
+        experiment.run(config, workdir)
         return False, "trained"
     except _Tripwire:
         return False, "passed every check"

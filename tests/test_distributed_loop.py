@@ -293,13 +293,13 @@ def test_non_finite_loss_stops_the_run_naming_the_step(default_strategy):
 
 def test_non_finite_loss_keeps_the_last_good_checkpoint(default_strategy, tmp_path):
     from sparse_keras.training import checkpoint
-    from train import common
+    from sparse_keras.training import experiment
 
     with default_strategy.scope():
         model = small_cnn()
         optimizer = keras.optimizers.SGD(0.05, momentum=0.9)
     checkpointer = checkpoint.Checkpointer(str(tmp_path), model, optimizer)
-    hook = common.CheckpointHook(checkpointer, stage_index=0, every_steps=1)
+    hook = experiment.CheckpointHook(checkpointer, stage_index=0, every_steps=1)
     with pytest.raises(FloatingPointError, match=r"at step 3 \(epoch 0\)"):
         loop.train(model, optimizer, LOSS, toy_data(nan_batch=2), strategy=default_strategy, epochs=2, hooks=[hook])
     assert not all(np.isfinite(w).all() for w in model.get_weights())  # the bad step did reach the weights...

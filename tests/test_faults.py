@@ -182,22 +182,22 @@ BAD = [
 @pytest.mark.parametrize("method, overrides, message", BAD, ids=[next(iter(o)) + "=" + str(next(iter(o.values())))
                                                                  for _, o, _ in BAD])
 def test_bad_values_fail_naming_the_key_before_the_workdir_exists(method, overrides, message, tmp_path):
-    from train import train
+    from sparse_keras.training import experiment
 
     workdir = tmp_path / "never"
     with pytest.raises(workdir_lib.RunError, match=message):
-        train.run(_smoke(method, **overrides), str(workdir))
+        experiment.run(_smoke(method, **overrides), str(workdir))
     assert not workdir.exists()
 
 
 @pytest.mark.tf_only
 def test_data_dir_pointing_at_a_file_is_named(tmp_path):
-    from train import train
+    from sparse_keras.training import experiment
 
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(workdir_lib.RunError, match="config.data.data_dir=.*is a file, not a directory"):
-        train.run(_smoke("none", **{"data.data_dir": str(blocker)}), str(tmp_path / "never"))
+        experiment.run(_smoke("none", **{"data.data_dir": str(blocker)}), str(tmp_path / "never"))
     assert not (tmp_path / "never").exists()
 
 
@@ -249,10 +249,10 @@ def test_fields_that_default_to_none_are_settable_from_the_command_line():
 # -- end to end: rerun, another config, lock, kills at every write, worse-than-initial ------------------------
 
 def _run(workdir, method="none", kill_at=None, **overrides):
-    """``train.run`` in this process on 128 images; ``kill_at`` makes that write point raise (a crash)."""
+    """``experiment.run`` in this process on 128 images; ``kill_at`` makes that write point raise (a crash)."""
     import keras
 
-    from train import train
+    from sparse_keras.training import experiment
 
     class Killed(BaseException):
         pass
@@ -265,7 +265,7 @@ def _run(workdir, method="none", kill_at=None, **overrides):
     config = _smoke(method, **{"data.train_examples": 128, "checkpoint_every_steps": 100, **overrides})
     original, workdir_lib.kill_point = workdir_lib.kill_point, kill_point
     try:
-        return train.run(config, str(workdir))
+        return experiment.run(config, str(workdir))
     except Killed:
         return None
     finally:

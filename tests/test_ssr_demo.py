@@ -18,7 +18,7 @@ def _config(**method):
 
 @pytest.mark.slow
 def test_demo_learns_widths_then_shrinks_and_exports_the_learned_architecture(tmp_path):
-    from train import train
+    from sparse_keras.training import experiment
 
     # A strong lasso so that 32 steps already push kernels to zero; its subgradient steps then oscillate
     # with amplitude ~ lr * strength around 0, hence the larger tau. Accuracy is the real demo's job.
@@ -27,7 +27,7 @@ def test_demo_learns_widths_then_shrinks_and_exports_the_learned_architecture(tm
     config.data.train_examples = 4096
     config.progress = False
     config.strategy = "default"
-    summary = train.run(config, str(tmp_path))
+    summary = experiment.run(config, str(tmp_path))
 
     assert summary["method"] == "ssr"
     assert summary["macs"] < summary["base_macs"]  # a strong lasso must remove something
@@ -45,9 +45,9 @@ def test_demo_learns_widths_then_shrinks_and_exports_the_learned_architecture(tm
 
 
 def test_bad_strength_fails_before_anything_is_written(tmp_path):
-    from train import train
+    from sparse_keras.training import experiment
 
     workdir = tmp_path / "run"
     with pytest.raises(ValueError, match="config.method.kernel_strength"):
-        train.run(_config(kernel_strength=-1.0), str(workdir))
+        experiment.run(_config(kernel_strength=-1.0), str(workdir))
     assert not workdir.exists()

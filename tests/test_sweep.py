@@ -1,4 +1,4 @@
-"""The efficient-frontier sweep (train/sweep.py, sparse_keras/frontier.py, configs/ssr/*.py)."""
+"""The efficient-frontier sweep (sparse_keras/training/sweep.py, sparse_keras/frontier.py, configs/ssr/*.py)."""
 import glob
 import importlib
 import json
@@ -86,7 +86,7 @@ def test_each_learned_architecture_is_compared_with_its_uniform_twin_of_the_same
 @pytest.mark.tf_only
 def test_bad_sweep_config_fails_naming_the_value():
     from configs.ssr import smoke
-    from train import sweep
+    from sparse_keras.training import sweep
 
     config = smoke.get_config()
     config.sweep.variants = ("plain", "omega9")
@@ -110,7 +110,7 @@ def test_tiny_sweep_end_to_end_on_real_fashion_mnist(tmp_path):
     import tensorflow as tf
 
     from configs.ssr import smoke
-    from train import sweep
+    from sparse_keras.training import sweep
 
     config = smoke.get_config()
     config.sweep.alphas = (smoke.STRONG_ALPHA,)
@@ -144,7 +144,7 @@ def test_tiny_sweep_end_to_end_on_real_fashion_mnist(tmp_path):
 def test_retraining_uses_the_baselines_recipe_on_the_saved_architecture(tmp_path):
     from configs.ssr import smoke
     from sparse_keras.models import keras_file
-    from train import sweep
+    from sparse_keras.training import sweep
 
     config = smoke.get_config()
     base = models.get(config.model.name, num_classes=10, input_shape=(28, 28, 1), **dict(config.model.kwargs))

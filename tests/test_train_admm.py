@@ -1,71 +1,102 @@
-"""The ADMM binary end to end on a slice of real Fashion-MNIST: path outputs, resume, bad configs."""
+"""The ADMM paper's mu path (Kiaee et al. 2016) through the common binary: path outputs, resume, bad configs."""
 
 import os
+import subprocess
+import sys
 
 import pytest
 
 pytestmark = pytest.mark.tf_only
 
 from configs.admm import admm_cnn_fashion_mnist  # noqa: E402
-from train import admm as admm_binary  # noqa: E402
+from sparse_keras.training import experiment  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _config(**overrides):
-    config = admm_cnn_fashion_mnist.get_config()
+def _config(pretrained=None, **overrides):
+    config = admm_cnn_fashion_mnist.get_config(pretrained)
     # A small, fast stand-in for the paper's CNN so that the whole path fits in a CI minute.
-    small = dict(model="plain_cnn", train_examples=512, pretrain_epochs=1, mu_start=0.5, mu_stop=50.0,
-                 mu_num=2, nu=1, xi=1, learning_rate=0.01)
-    config.update({**small, **overrides})
+    if not pretrained:
+        config.model.name = "plain_cnn"
+        config.epochs = 1
+    config.data.train_examples = 512
+    config.optimizer.learning_rate = 0.01
+    config.method.mu_path.update(start=0.5, stop=50.0, num=2, nu=1, xi=1)
+    for key, value in overrides.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            node = node[parent]
+        node[leaf] = value
     return config
 
 
 @pytest.mark.slow
-def test_admm_binary_writes_the_solution_path_and_resumes(tmp_path):
-    summary = admm_binary.run(_config(), str(tmp_path))
-    for name in ("solution_path.csv", "solution_path.md", "solution_path.png", "model.keras", "summary.json"):
+def test_the_mu_path_writes_the_solution_path_and_a_rerun_trains_nothing_more(tmp_path):
+    summary = experiment.run(_config(), str(tmp_path))
+    for name in ("solution_path.csv", "solution_path.md", "solution_path.png", "model.keras", "report.json"):
         assert (tmp_path / name).exists(), name
-    rows = summary["path"]
+    rows = summary["solution_path"]
     assert [r["mu"] for r in rows][1:] == pytest.approx([0.5, 50.0])
     assert rows[-1]["sparsity_percent"] >= rows[1]["sparsity_percent"]
     assert rows[-1]["sparsity_percent"] > 0  # mu = 50 with rho = 100 zeroes filters with norm <= 1
     assert rows[-1]["macs"] < rows[0]["macs"]
+    assert all(0 <= r["accuracy"] <= 1 for r in rows)  # every row has the test accuracy of its mu
     header = (tmp_path / "solution_path.md").read_text().splitlines()[0]
     assert "zero_filters[conv2]" in header
-    # Rerunning the same command finds the finished path in the checkpoint and trains nothing more.
-    again = admm_binary.run(_config(), str(tmp_path))
-    assert again["path"] == summary["path"]
+    # Rerunning the same command finds the finished run and trains nothing more.
+    again = experiment.run(_config(), str(tmp_path))
+    assert again["solution_path"] == summary["solution_path"]
+
+
+@pytest.mark.slow
+def test_the_path_starts_from_a_trained_model_without_dense_epochs(tmp_path):
+    from sparse_keras import models
+
+    path = str(tmp_path / "trained.keras")
+    models.get("admm_cnn", num_classes=10, input_shape=(28, 28, 1)).save(path)
+    config = _config(path, **{"method.mu_path.num": 1, "method.mu_path.stop": 0.5, "method.mu_path.start": 0.1})
+    assert config.epochs == 0 and config.method.layers  # the paper's layers of admm_cnn
+    summary = experiment.run(config, str(tmp_path / "run"))
+    assert len(summary["solution_path"]) == 2
+    assert {row["stage"] for row in summary["history"]} == {"admm"}
 
 
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"rho": 0.0}, "config.rho must be a finite positive number, got 0.0"),
-        ({"penalty": "l3"}, "penalty must be one of"),
-        ({"nu": 0}, "config.nu must be a positive integer, got 0"),
-        ({"pretrained": "/nonexistent.keras"}, "/nonexistent.keras"),
-        ({"learning_rate": 0.05, "momentum": 0.0}, "must stay below 2"),
+        ({"method.rho": 0.0}, "config.method.rho must be a finite number > 0, got 0.0"),
+        ({"method.penalty": "l3"}, "config.method.penalty must be one of"),
+        ({"method.mu_path.nu": 0}, "config.method.mu_path: nu must be a positive integer, got nu=0"),
+        ({"method.mu_path.max_mus": 0}, "config.method.mu_path.max_mus must be None or a positive integer, got 0"),
+        ({"optimizer.learning_rate": 0.05, "optimizer.momentum": 0.0}, "must stay below 2"),
     ],
 )
 def test_bad_configs_fail_before_work(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        admm_binary.run(_config(**overrides), str(tmp_path / "run"))
+        experiment.run(_config(**overrides), str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_missing_trained_model_fails_before_work(tmp_path):
+    with pytest.raises(ValueError, match="/nonexistent.keras"):
+        experiment.run(admm_cnn_fashion_mnist.get_config("/nonexistent.keras"), str(tmp_path / "run"))
     assert not os.path.exists(tmp_path / "run")
 
 
 def test_command_line_overrides_reach_the_config_and_bad_values_stop_it(tmp_path):
-    import subprocess
-    import sys
-
-    command = [sys.executable, "-m", "train.admm", "--config=configs/admm/admm_cnn_fashion_mnist.py",
-               f"--workdir={tmp_path / 'run'}", "--config.rho=-2.0"]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(command, capture_output=True, text=True, cwd=root, timeout=300)
-    assert result.returncode != 0
-    assert "config.rho must be a finite positive number, got -2.0" in result.stderr
+    command = [sys.executable, "-m", "train.train", "--config=configs/admm/admm_cnn_fashion_mnist.py",
+               f"--workdir={tmp_path / 'run'}", "--config.method.rho=-2.0"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 2
+    assert "config.method.rho must be a finite number > 0, got -2.0" in result.stderr
     assert not (tmp_path / "run").exists()
 
 
 def test_the_binaries_import_into_one_process():
-    from train import sweep, train  # none defines flags at import time, like train.admm
+    from train import sweep, train  # noqa: F401 (neither defines flags at import time)
 
-    assert callable(train.run) and callable(sweep.run) and callable(admm_binary.run)
+    from sparse_keras.training import sweep as sweep_lib
+
+    assert callable(experiment.run) and callable(sweep_lib.run)

@@ -112,7 +112,7 @@ def test_bad_configs_fail_before_anything_is_written(overrides, message, tmp_pat
     from ml_collections import config_flags  # noqa: F401 (the binary's dependency, present)
 
     from configs.smoke import fashion_mnist
-    from train import train
+    from sparse_keras.training import experiment
 
     config = fashion_mnist.get_config("admm")
     for override in overrides:
@@ -125,25 +125,25 @@ def test_bad_configs_fail_before_anything_is_written(overrides, message, tmp_pat
         node[leaf] = type(current)(value) if current is not None else value
     workdir = tmp_path / "never"
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        train.run(config, str(workdir))
+        experiment.run(config, str(workdir))
     assert not workdir.exists()
 
 
 def test_unwritable_workdir_is_named(tmp_path):
     from configs.smoke import fashion_mnist
-    from train import train
+    from sparse_keras.training import experiment
 
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(ValueError, match="is not a writable directory"):
-        train.run(fashion_mnist.get_config("none"), str(blocker / "workdir"))
+        experiment.run(fashion_mnist.get_config("none"), str(blocker / "workdir"))
 
 
 def test_lrsd_method_prunes_s_at_the_stage_end_and_fine_tunes_with_its_own_optimizer():
     from configs.smoke import fashion_mnist
     from sparse_keras import convert, models
     from sparse_keras.sparsity import masking
-    from train import stages
+    from sparse_keras.training import stages
 
     config = fashion_mnist.get_config("lrsd")
     config.method.finetune_optimizer = dict(config.optimizer, learning_rate=1e-3)
@@ -169,7 +169,7 @@ def test_ssr_method_masks_every_group_at_or_below_tau_whichever_regularizers_ran
     from configs.smoke import fashion_mnist
     from sparse_keras import models
     from sparse_keras.sparsity import masking
-    from train import stages
+    from sparse_keras.training import stages
 
     config = fashion_mnist.get_config("ssr")
     config.method.update(strengths)

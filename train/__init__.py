@@ -1,4 +1,4 @@
-"""The training binaries (``python -m train.train``, ``train.sweep``, ``train.admm``)."""
+"""The training binaries (``python -m train.train``, ``train.sweep``): flags in, a library call out."""
 
 import os
 

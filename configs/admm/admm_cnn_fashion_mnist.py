@@ -1,6 +1,6 @@
 """ADMM-l0 on the paper's custom CNN, Fashion-MNIST offline (the project's real-data stand-in).
 
-  python -m train.admm --config=configs/admm/admm_cnn_fashion_mnist.py --workdir=runs/admm_cnn_fmnist
+  python -m train.train --config=configs/admm/admm_cnn_fashion_mnist.py --workdir=runs/admm_cnn_fmnist
 
 Paper (CIFAR-10, same CNN): 80.0% -> 79.9% with about 49.4% fewer parameters.
 Changed from the paper for a short run: 3 dense epochs with lr 0.005 and momentum 0.9; the mu grid is moved
@@ -11,15 +11,11 @@ This is a GPU-sized job: on 2 CPU cores one epoch of this CNN takes several minu
 from configs.admm import base
 
 
-def get_config():
-    config = base.get_base_config("admm_cnn", "fashion_mnist")
-    config.learning_rate = 0.005  # lr * rho = 0.5, well inside SGD's stable range on the W-step penalty
-    config.momentum = 0.9
-    config.pretrain_epochs = 3
-    config.mu_start = 0.1
-    config.mu_stop = 10.0
-    config.mu_num = 6
-    config.mu_start_index = 0
-    config.nu = 2
-    config.xi = 2
+def get_config(pretrained=None):
+    config = base.get_base_config("admm_cnn", "fashion_mnist", pretrained)
+    if not pretrained:
+        config.epochs = 3
+    config.optimizer.learning_rate = 0.005  # lr * rho = 0.5, well inside SGD's stable range on the W-step penalty
+    config.optimizer.momentum = 0.9
+    config.method.mu_path.update(start=0.1, stop=10.0, num=6, start_index=0, nu=2, xi=2)
     return config

@@ -1,6 +1,6 @@
 """ADMM-l0 on `nin`, `cifar100` via tfds (needs the dataset prepared or internet), the paper's setup.
 
-  python -m train.admm --config=configs/admm/nin_cifar100.py --workdir=runs/nin_cifar100
+  python -m train.train --config=configs/admm/nin_cifar100.py --workdir=runs/nin_cifar100
 
 Paper (Kiaee et al. 2016 Tables 2-4): NIN: 90.71% -> 91.31% at 34.12% sparsity (CIFAR-10, l0), 64.09% at 34.1% (CIFAR-100), 96.97% at 34.17% (SVHN).
 The authors' code values: rho = 100, mu on logspace(-4, 0, 20) from the second point, nu = 20, xi = 10.
@@ -8,5 +8,5 @@ The authors' code values: rho = 100, mu on logspace(-4, 0, 20) from the second p
 from configs.admm import base
 
 
-def get_config():
-    return base.get_base_config("nin", "cifar100")
+def get_config(pretrained=None):
+    return base.get_base_config("nin", "cifar100", pretrained)

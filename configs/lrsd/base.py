@@ -15,8 +15,8 @@ from configs import common
 
 
 def _method(alpha, finetune_epochs, finetune_learning_rate, finetune_boundaries):
-    """``config.method`` of train.stages' ``lrsd``; the fine-tuning stage's optimizer and schedule have the
-    shape of ``config.optimizer`` / ``config.schedule`` (boundaries in epochs of the fine-tuning stage)."""
+    """``config.method`` of the ``lrsd`` method (``sparse_keras/training/stages.py``); the fine-tuning
+    stage's optimizer and schedule have the shape of ``config.optimizer`` / ``config.schedule`` (boundaries in epochs of the fine-tuning stage)."""
     return {
         "alpha": alpha,
         "keep_l1": False,

@@ -1,9 +1,9 @@
-"""Seed 004's alpha sweeps in `configs.common`'s schema, plus ``config.sweep``.
+"""The structured-sparsity paper's alpha sweeps in `configs.common`'s schema, plus ``config.sweep``.
 
     python -m train.sweep --config=configs/ssr/<name>.py --workdir=runs/<name>
 
-``config.method`` is the ``ssr`` method of ``train/stages.py`` (its strengths are set per point by the
-sweep); ``config.sweep`` holds:
+``config.method`` is the ``ssr`` method of ``sparse_keras/training/stages.py`` (its strengths are set per
+point by the sweep); ``config.sweep`` holds:
 
     alphas               the log grid of regularization weights (one trained point each)
     regularizers         "kernel" (Omega_1), "size" (Omega_2, nested half-rings) or "both"

@@ -1,4 +1,4 @@
-"""Seed 004 Table 2: the plain `ssr_cifar20` base on CIFAR-10, Omega_1 + Omega_2 (+ Omega_3) over a log grid of alpha.
+"""The structured-sparsity paper, Table 2: the plain `ssr_cifar20` base on CIFAR-10, Omega_1 + Omega_2 (+ Omega_3) over a log grid of alpha.
 
   python -m train.sweep --config=configs/ssr/ssr_cifar20_plain_cifar10.py --workdir=runs/ssr_cifar20_plain_cifar10
 

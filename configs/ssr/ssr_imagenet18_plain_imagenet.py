@@ -1,4 +1,4 @@
-"""Seed 004 Table 2: the plain `ssr_imagenet18` base on ImageNet, Omega_1 + Omega_2 over a log grid of alpha.
+"""The structured-sparsity paper, Table 2: the plain `ssr_imagenet18` base on ImageNet, Omega_1 + Omega_2 over a log grid of alpha.
 
   python -m train.sweep --config=configs/ssr/ssr_imagenet18_plain_imagenet.py --workdir=runs/ssr_imagenet18_plain_imagenet
 

@@ -1,13 +1,15 @@
-"""What every training binary shares: workdir checks, flags, checkpoint hook, evaluation, export."""
+"""The command line every training binary shares: ``--config`` (overridable), ``--workdir``, ``--overwrite``."""
 
-import os
+import difflib
+import importlib.util
+import logging
+import sys
 
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
 
-def prepare_workdir(workdir):
-    """Creates ``workdir`` and proves it writable before training starts."""
-    from sparse_keras.training import workdir as workdir_lib
-
-    return workdir_lib.prepare(workdir)
+from sparse_keras.training import checkpoint, workdir
 
 
 def main(run, config_help):
@@ -22,13 +24,6 @@ def main(run, config_help):
     Flags are defined here, when a binary is run, not when its module is imported, so that tests and
     other binaries can import several binaries into one process.
     """
-    import logging
-    import sys
-
-    from absl import app, flags
-    from absl import logging as absl_logging
-    from ml_collections import config_flags
-
     # Quiet by default: TensorFlow's and tfds' INFO lines (C++ and Python) would drown the progress bars;
     # --verbosity=0 (absl's own flag, INFO when given) brings them back, --verbosity=1 adds tracebacks too.
     config_flag = config_flags.DEFINE_config_file("config", None, config_help)
@@ -38,8 +33,6 @@ def main(run, config_help):
     flags.mark_flags_as_required(["config", "workdir"])
 
     def _main(argv):
-        from sparse_keras.training import checkpoint, workdir
-
         if len(argv) > 1:
             raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
         if not flags.FLAGS["verbosity"].present:
@@ -63,11 +56,6 @@ def _check_override_keys(argv):
 
     ml_collections would fail on it with an ``AttributeError`` deep inside flag parsing.
     """
-    import difflib
-    import sys
-
-    from sparse_keras.training import workdir
-
     path = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
     overrides = [a[len("--config."):].split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")]
     if path is None or not overrides:
@@ -88,73 +76,8 @@ def _check_override_keys(argv):
 
 def load_config(path):
     """The ConfigDict of a config file argument ``path[:argument]``, as ``--config=`` reads it."""
-    import importlib.util
-
     path, _, argument = path.partition(":")
     spec = importlib.util.spec_from_file_location("_config_file", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(argument) if argument else module.get_config()
-
-
-class CheckpointHook:
-    """Hook: a checkpoint every N steps and at each epoch end, at the run's position."""
-
-    def __init__(self, checkpointer, stage_index, every_steps):
-        self.checkpointer, self.stage_index, self.every = checkpointer, stage_index, every_steps
-
-    def on_train_batch_end(self, step, logs):
-        from sparse_keras.training import loop
-
-        if loop.is_time(step, self.every):
-            self.checkpointer.save(self.stage_index, logs["epoch"], logs["batch"])
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.checkpointer.save(self.stage_index, epoch + 1, 0)
-
-
-def evaluate(model, dataset):
-    """``(accuracy, mean loss)`` of ``model`` in inference mode over ``dataset``."""
-    import keras
-    import numpy as np
-
-    correct = total = 0
-    loss_sum = 0.0
-    for x, y in dataset:
-        logits = keras.ops.convert_to_numpy(keras.ops.cast(model(x, training=False), "float32"))
-        labels = np.asarray(y)
-        correct += int((logits.argmax(-1) == labels).sum())
-        loss_sum += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
-        total += len(labels)
-    return correct / max(total, 1), loss_sum / max(total, 1)
-
-
-def export(model, workdir):
-    """``model.keras`` and ``saved_model/`` in ``workdir``, each appearing whole or not at all."""
-    import shutil
-    import tempfile
-
-    from sparse_keras import io
-    from sparse_keras.training import workdir as workdir_lib
-
-    workdir_lib.kill_point("model.keras")
-    with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
-        model.save(tmp)
-    workdir_lib.kill_point("saved_model")
-    final = os.path.join(workdir, "saved_model")
-    staging = tempfile.mkdtemp(prefix=".tmp-saved_model-", dir=workdir)
-    try:
-        model.export(staging, format="tf_saved_model", verbose=False)
-        workdir_lib.kill_point("saved_model:staged")
-        # The old export is moved aside, not deleted, until the new one is in place.
-        old = None
-        if os.path.exists(final):
-            old = tempfile.mkdtemp(prefix=".tmp-old-saved_model-", dir=workdir)
-            os.replace(final, os.path.join(old, "saved_model"))
-        os.replace(staging, final)
-        if old is not None:
-            shutil.rmtree(old)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return final
