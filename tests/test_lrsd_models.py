@@ -95,7 +95,7 @@ def test_every_table_has_a_config():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_config_loads_with_the_papers_settings(name):
-    from train import stages
+    from sparse_keras.training import stages
 
     config = importlib.import_module(f"configs.lrsd.{name}").get_config()
     stages.check(config)  # what the training binary validates before it builds anything
