@@ -3,7 +3,7 @@
 For each constructor (``weights=None``, 10 classes, the smallest input it accepts among 32, 75, 96, 128
 and 224): random BatchNormalization statistics (so a dropped channel that is not a zero constant would
 show), :func:`sparse_keras.structure.coupled_groups`, a random 30-50 % of each layer's prunable coupled
-groups zeroed with every slice (``sparse_keras.shrinking.synthetic.zero_coupled_groups``), ``shrink``, and
+groups zeroed with every slice (``sparse_keras.structure.zero_coupled_groups``), ``shrink``, and
 the checks: outputs equal (max difference <= 1e-4 x the largest output), the ``.keras`` round trip of the
 shrunk model gives the same outputs, and ``model.export`` (TensorFlow backend). Goal: >= 95 % of the
 constructors pass (Torch-Pruning prunes 95.3 % of torchvision's models).

@@ -24,12 +24,12 @@ pads only bottom/right with stride 2 on even sizes, which would shift every down
 """
 
 import math
-import numbers
 
 import keras
 from keras import layers, ops
 
 from sparse_keras import initializers
+from sparse_keras.utils import checks
 
 DEFAULT_TAU = 1e-4  # the official --tau
 RELU6_ST_TAU = 1e-8  # Li et al. 2020 sec. 2: ST becomes (almost) linear in MobileNetV2's linear bottleneck
@@ -56,7 +56,7 @@ class SoftThreshold(layers.Layer):
 
     def __init__(self, tau=DEFAULT_TAU, **kwargs):
         super().__init__(**kwargs)
-        self.tau = _non_negative_float("tau", tau)
+        self.tau = checks.non_negative_float("tau", tau)
         self.supports_masking = True
 
     def call(self, inputs):
@@ -98,9 +98,9 @@ class SharedSpatialTransform(layers.Layer):
 
     def __init__(self, a=2, kernel_size=3, strides=1, share=True, implementation="auto", **kwargs):
         super().__init__(**kwargs)
-        self.a = _positive_int("a", a)
-        self.kernel_size = _odd_kernel_size(kernel_size)
-        self.strides = _positive_int("strides", strides)
+        self.a = checks.positive_int("a", a)
+        self.kernel_size = checks.odd_kernel_size(kernel_size)
+        self.strides = checks.positive_int("strides", strides)
         self.share = bool(share)
         self.implementation = _spatial_implementation(implementation)
 
@@ -165,8 +165,8 @@ class GroupedPointwise(layers.Layer):
 
     def __init__(self, multiplier, strides=1, kernel_initializer="he_normal", **kwargs):
         super().__init__(**kwargs)
-        self.multiplier = _positive_int("multiplier", multiplier)
-        self.strides = _positive_int("strides", strides)
+        self.multiplier = checks.positive_int("multiplier", multiplier)
+        self.strides = checks.positive_int("strides", strides)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
     def build(self, input_shape):
@@ -198,12 +198,12 @@ class _LSTBlock(layers.Layer):
     def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="grouped",
                  activation="relu", share_spatial=True, spatial_implementation="auto", **kwargs):
         super().__init__(**kwargs)
-        self.filters = _positive_int("filters", filters)
-        self.strides = _positive_int("strides", strides)
-        self.kernel_size = _odd_kernel_size(kernel_size)
+        self.filters = checks.positive_int("filters", filters)
+        self.strides = checks.positive_int("strides", strides)
+        self.kernel_size = checks.odd_kernel_size(kernel_size)
         # The official blocks clamp a to [2, k]: a = 1 would make T_s a single blur filter.
-        self.a = max(2, min(_positive_int("a", a), self.kernel_size))
-        self.tau = _non_negative_float("tau", tau)
+        self.a = max(2, min(checks.positive_int("a", a), self.kernel_size))
+        self.tau = checks.non_negative_float("tau", tau)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, got shortcut={shortcut!r}")
         self.shortcut = shortcut
@@ -310,7 +310,7 @@ class LSTBlockII(_LSTBlock):
     def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="grouped",
                  resize_width=None, **kwargs):
         super().__init__(filters, strides, a, kernel_size, tau, shortcut, **kwargs)
-        self.resize_width = None if resize_width is None else _positive_int("resize_width", resize_width)
+        self.resize_width = None if resize_width is None else checks.positive_int("resize_width", resize_width)
 
     def build(self, input_shape):
         in_channels = _channels(input_shape, self.name)
@@ -366,7 +366,7 @@ class LSTBlockI(_LSTBlock):
     def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="dense", core_width=None,
                  **kwargs):
         super().__init__(filters, strides, a, kernel_size, tau, shortcut, **kwargs)
-        self.core_width = None if core_width is None else _positive_int("core_width", core_width)
+        self.core_width = None if core_width is None else checks.positive_int("core_width", core_width)
 
     def build(self, input_shape):
         self._build_lst1(input_shape, core=self.filters, spatial_a=self.a, channel_transform=True, residual=True)
@@ -439,7 +439,7 @@ class InvertedLSTBlock(LSTBlockI):
     def __init__(self, filters, strides=1, expansion=6, a=2, kernel_size=3, tau=RELU6_ST_TAU, **kwargs):
         kwargs.setdefault("activation", "relu6")
         super().__init__(filters, strides, a, kernel_size, tau, **kwargs)
-        self.expansion = _positive_int("expansion", expansion)
+        self.expansion = checks.positive_int("expansion", expansion)
 
     def build(self, input_shape):
         in_channels = _channels(input_shape, self.name)
@@ -479,22 +479,3 @@ def _channels(input_shape, name):
     if len(input_shape) != 4 or input_shape[-1] is None:
         raise ValueError(f"{name} takes NHWC images with a known channel count; got input_shape={tuple(input_shape)!r}")
     return int(input_shape[-1])
-
-
-def _positive_int(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{argument} must be a positive integer, got {argument}={value!r}")
-    return int(value)
-
-
-def _odd_kernel_size(kernel_size):
-    kernel_size = _positive_int("kernel_size", kernel_size)
-    if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd (symmetric 'same' padding), got kernel_size={kernel_size}")
-    return kernel_size
-
-
-def _non_negative_float(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{argument} must be a finite non-negative number, got {argument}={value!r}")
-    return float(value)

@@ -16,7 +16,7 @@ each mu, ADMM iterations of ``path.epochs(i)`` epochs until the residuals fall b
 ``path.max_iterations(i)`` is reached, then ``W := F``, masked fine-tuning for ``path.epochs(i)`` epochs,
 a row of :attr:`ADMM.history`, and on to the next mu with F and Gamma carried over (masks lifted).
 
-F and Gamma change outside gradients, so they live in a :class:`~sparse_keras.sparsity.state.TrainingState`
+F and Gamma change outside gradients, so they live in a :class:`~sparse_keras.utils.state.TrainingState`
 sublayer of each sparsified layer while the W-step penalty is on: compiled steps receive them as model
 state and read them live on every backend (no retrace per update), and ``.keras`` files stay plain models.
 """
@@ -28,10 +28,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from sparse_keras import io
 from sparse_keras import regularizers as regularizers_lib
+from sparse_keras.inspection import kernels
 from sparse_keras.ops import groups, proximal
-from sparse_keras.sparsity import kernels, masking, state, tracing
+from sparse_keras.sparsity import coupled, masking
+from sparse_keras.utils import checks, files, state, tracing
 from sparse_keras.sparsity.schedules import MuPath
 
 PENALTIES = ("l1", "l0")
@@ -214,11 +215,11 @@ class ADMM(keras.callbacks.Callback):
         self._layer_mu = mu if isinstance(mu, dict) or (callable(mu) and self.path is None) else None
         if isinstance(mu, dict):
             for name, value in mu.items():
-                _check_positive(f"mu[{name!r}]", value)
+                checks.positive_float(f"mu[{name!r}]", value)
         elif self.path is None and self._layer_mu is None:
-            _check_positive("mu", mu)
-        _check_positive("rho", rho)
-        _check_positive("epsilon", epsilon)
+            checks.positive_float("mu", mu)
+        checks.positive_float("rho", rho)
+        checks.positive_float("epsilon", epsilon)
         if not isinstance(update_every, int) or update_every < 1:
             raise ValueError(f"update_every must be a positive integer, got update_every={update_every!r}")
         if guard is not None and not 0 < guard <= 1:
@@ -248,7 +249,7 @@ class ADMM(keras.callbacks.Callback):
         if isinstance(self._layer_mu, dict):
             return float(self._layer_mu[layer.name])
         value = self._layer_mu(layer)
-        _check_positive(f"mu({layer.name!r})", value)
+        checks.positive_float(f"mu({layer.name!r})", value)
         return float(value)
 
     def sparsity_of(self, layer):
@@ -295,9 +296,7 @@ class ADMM(keras.callbacks.Callback):
 
     def _couple(self, model):
         """For each target, the coupled group of each index along its output axis (-1: none)."""
-        from sparse_keras import structure  # imports the shrinking handlers
-
-        self.groups = structure.coupled_groups(model, unsupported="ignore").prunable
+        self.groups = coupled.coupled_groups(model, unsupported="ignore").prunable
         by_variable = {id(t.slot.variable): t for t in self.targets}
         for t in self.targets:
             t.segments = None
@@ -494,14 +493,12 @@ class ADMM(keras.callbacks.Callback):
 
     def _zero_dead_groups(self):
         """Zeroes every slice (BatchNormalization included) of the groups whose producing slices F zeroed."""
-        from sparse_keras import structure
-
         dead = []
         for group in self.groups:
             produced = [s for s in group.slices if s.role == "out" and s.attr != "bias"]
             if produced and all(not np.any(s.values()) for s in produced):
                 dead.append(group)
-        for path, mask in structure.zero_groups(dead).items():
+        for path, mask in coupled.zero_groups(dead).items():
             self.masks[path] = mask * self.masks.get(path, 1.0)
 
     def release(self):
@@ -612,7 +609,7 @@ class ADMM(keras.callbacks.Callback):
     def save(self, path):
         """Writes the state to ``path`` (``.npz``) atomically."""
         arrays, meta = self.get_state()
-        with io.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
         return path
@@ -642,12 +639,3 @@ def _check_sparsity(sparsity, penalty, block, path):
         raise ValueError("sparsity targets work with block='filter', 'kernel' or 'element' and a float mu; for "
                          f"coupled groups use sparse_keras.prune.to_target (got block={block!r}, mu path={path is not None})")
     return dict(sparsity) if isinstance(sparsity, dict) else float(sparsity)
-
-
-def _check_positive(name, value):
-    try:
-        ok = float(value) > 0 and math.isfinite(float(value))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ValueError(f"{name} must be a finite positive float, got {name}={value!r}")
