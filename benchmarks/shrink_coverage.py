@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from sparse_keras import analysis, structure
-from sparse_keras.shrinking import shrink, synthetic
+from sparse_keras.shrinking import shrink
 
 SIZES = (32, 75, 96, 128, 224)
 LARGE = (
@@ -90,7 +90,7 @@ def check(name, fn, seed=0, export=True):
         randomize(model, rng)
         groups = structure.coupled_groups(model, unsupported="ignore")
         row.update(groups=len(groups), prunable=len(groups.prunable), unsupported=sorted(groups.unsupported))
-        zeroed = synthetic.zero_coupled_groups(model, float(rng.uniform(0.3, 0.5)), seed=seed, groups=groups)
+        zeroed = structure.zero_coupled_groups(model, float(rng.uniform(0.3, 0.5)), seed=seed, groups=groups)
         row["zeroed"] = len(zeroed)
         x = rng.normal(size=(2, size, size, 3)).astype("float32")
         expected = model.predict_on_batch(x)

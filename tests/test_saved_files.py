@@ -7,7 +7,6 @@ registered name stays as it was.
 """
 
 import json
-import os
 import re
 import zipfile
 
