@@ -19,8 +19,7 @@ import keras
 import numpy as np
 
 from sparse_keras.inspection import architecture
-from sparse_keras.utils import tables
-from sparse_keras.utils.timing import keras_seconds
+from sparse_keras.utils import tables, timing
 
 RUNTIMES = ("keras", "tf", "tflite")
 # Speedup / multiply-add reduction below which the report warns (the fall in multiply-adds did not turn
@@ -92,7 +91,7 @@ def _timers(model, input_shape, batch_sizes, runtimes, repeats):
             if runtime == "tflite":
                 timers[runtime, batch] = lambda shape=shape: tflite_seconds(content, shape, repeats)
             else:
-                timers[runtime, batch] = lambda shape=shape: keras_seconds(model, shape, repeats)
+                timers[runtime, batch] = lambda shape=shape: timing.keras_seconds(model, shape, repeats)
     return timers
 
 
