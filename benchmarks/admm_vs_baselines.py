@@ -41,12 +41,13 @@ import keras
 import numpy as np
 
 from benchmarks import tfmot_baseline
-from sparse_keras import io, prune
+from sparse_keras import prune
 from sparse_keras.models import admm_paper
 from sparse_keras.regularizers import FilterGroupLasso
 from sparse_keras.sparsity import masking
 from sparse_keras.sparsity.admm import ADMM
 from sparse_keras.sparsity.attach import regularize
+from sparse_keras.utils import files
 
 TARGET_REMOVED_PCT = 45.0
 TARGET_ACCURACY_DROP = 0.5  # points of test accuracy
@@ -286,7 +287,7 @@ def main(argv=None):
     result = run(args)
     print(format_report(result))
     if args.output:
-        io.write_text(args.output, json.dumps(result, indent=2) + "\n")
+        files.write_text(args.output, json.dumps(result, indent=2) + "\n")
     return result
 
 

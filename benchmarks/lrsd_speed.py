@@ -241,9 +241,9 @@ def main(argv=None):
     text = result.to_markdown()
     print(text)
     if args.output:
-        from sparse_keras import io
+        from sparse_keras.utils import files
 
-        io.write_text(args.output, text)
+        files.write_text(args.output, text)
     return result
 
 

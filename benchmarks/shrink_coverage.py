@@ -3,7 +3,7 @@
 For each constructor (``weights=None``, 10 classes, the smallest input it accepts among 32, 75, 96, 128
 and 224): random BatchNormalization statistics (so a dropped channel that is not a zero constant would
 show), :func:`sparse_keras.structure.coupled_groups`, a random 30-50 % of each layer's prunable coupled
-groups zeroed with every slice (``sparse_keras.shrinking.synthetic.zero_coupled_groups``), ``shrink``, and
+groups zeroed with every slice (``sparse_keras.structure.zero_coupled_groups``), ``shrink``, and
 the checks: outputs equal (max difference <= 1e-4 x the largest output), the ``.keras`` round trip of the
 shrunk model gives the same outputs, and ``model.export`` (TensorFlow backend). Goal: >= 95 % of the
 constructors pass (Torch-Pruning prunes 95.3 % of torchvision's models).
@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from sparse_keras import analysis, structure
-from sparse_keras.shrinking import shrink, synthetic
+from sparse_keras.shrinking import shrink
 
 SIZES = (32, 75, 96, 128, 224)
 LARGE = (
@@ -90,7 +90,7 @@ def check(name, fn, seed=0, export=True):
         randomize(model, rng)
         groups = structure.coupled_groups(model, unsupported="ignore")
         row.update(groups=len(groups), prunable=len(groups.prunable), unsupported=sorted(groups.unsupported))
-        zeroed = synthetic.zero_coupled_groups(model, float(rng.uniform(0.3, 0.5)), seed=seed, groups=groups)
+        zeroed = structure.zero_coupled_groups(model, float(rng.uniform(0.3, 0.5)), seed=seed, groups=groups)
         row["zeroed"] = len(zeroed)
         x = rng.normal(size=(2, size, size, 3)).astype("float32")
         expected = model.predict_on_batch(x)

@@ -14,11 +14,12 @@ The DCT itself comes from ``scipy.fft.dct`` (type II, ``norm="ortho"``) applied 
 """
 
 import math
-import numbers
 
 import keras
 import numpy as np
 import scipy.fft
+
+from sparse_keras.utils import checks
 
 
 def dct_basis(num_basis, size):
@@ -28,8 +29,8 @@ def dct_basis(num_basis, size):
     ``alpha_u = sqrt(2/size)``: ``dct_basis(size, size)`` is the orthogonal DCT-II matrix ``C`` with
     ``C @ x == scipy.fft.dct(x, norm="ortho")``. Returns a float64 array ``(num_basis, size)``.
     """
-    size = _positive_int("size", size)
-    num_basis = _positive_int("num_basis", num_basis)
+    size = checks.positive_int("size", size)
+    num_basis = checks.positive_int("num_basis", num_basis)
     if num_basis > size:
         raise ValueError(f"num_basis must be at most size={size} (the number of basis vectors), got num_basis={num_basis}")
     return scipy.fft.dct(np.eye(size), type=2, norm="ortho", axis=0)[:num_basis]
@@ -54,7 +55,7 @@ def separable_dct_filters(a, kernel_size):
     filter ``i * a + j`` is ``F[y, x] = D[i, x] * D[j, y]``: horizontal frequency ``i``, vertical ``j``, the
     order of the official ``weight3``.
     """
-    d = dct_matrix(_positive_int("a", a), _positive_int("kernel_size", kernel_size))
+    d = dct_matrix(checks.positive_int("a", a), checks.positive_int("kernel_size", kernel_size))
     # filters[y, x, i, j] = d[i, x] * d[j, y]
     filters = np.einsum("ix,jy->yxij", d, d)
     return filters.reshape(kernel_size, kernel_size, a * a)
@@ -99,9 +100,3 @@ class SpatialDCT(keras.initializers.Initializer):
 
     def get_config(self):
         return {}
-
-
-def _positive_int(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{argument} must be a positive integer, got {argument}={value!r}")
-    return int(value)

@@ -252,13 +252,18 @@ def get(identifier, **kwargs):
     raise ValueError(f"Cannot interpret regularizer identifier={identifier!r}: expected None, a regularizer, a name or a dict")
 
 
+def terms_of(regularizer):
+    """The parts of ``regularizer``, sums flattened: ``[]`` for ``None``, ``[regularizer]`` for one term."""
+    if regularizer is None:
+        return []
+    if isinstance(regularizer, SumOfRegularizers):
+        return [t for part in regularizer.regularizers for t in terms_of(part)]
+    return [regularizer]
+
+
 def group_lassos_in(regularizer):
     """The :class:`GroupLasso` terms inside ``regularizer`` (itself, or the parts of a sum)."""
-    if isinstance(regularizer, GroupLasso):
-        return [regularizer]
-    if isinstance(regularizer, SumOfRegularizers):
-        return [r for part in regularizer.regularizers for r in group_lassos_in(part)]
-    return []
+    return [t for t in terms_of(regularizer) if isinstance(t, GroupLasso)]
 
 
 def _check_strength(strength):

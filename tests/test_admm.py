@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sparse_keras.sparsity import masking
-from sparse_keras.sparsity.admm import ADMM, block_axes
+from sparse_keras.admm import ADMM, block_axes
 from sparse_keras.sparsity.schedules import MuPath
 
 

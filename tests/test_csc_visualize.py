@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from sparse_keras import visualize
+from sparse_keras.reports import csc_pictures
 from sparse_keras.layers import CSCConv2D
 
 
@@ -35,19 +35,19 @@ def _assert_png_picture(path):
 def test_pictures_from_a_trained_layer(tmp_path):
     model, x = _briefly_trained_model()
     # eq. B.2-B.3 through two CSC layers: A_1(A_2(z_2)) has the input's shape.
-    reconstruction = visualize.reconstruct_input(model, "csc2", x[:4], path=str(tmp_path / "reconstruction.png"))
+    reconstruction = csc_pictures.reconstruct_input(model, "csc2", x[:4], path=str(tmp_path / "reconstruction.png"))
     assert reconstruction.shape == (4, 12, 12, 3) and np.all(np.isfinite(reconstruction))
     # From the first layer the reconstruction is a picture of the input: strongly correlated with it.
-    first = visualize.reconstruct_input(model, "csc1", x[:4])
+    first = csc_pictures.reconstruct_input(model, "csc1", x[:4])
     cosine = np.sum(first * x[:4]) / (np.linalg.norm(first) * np.linalg.norm(x[:4]))
     assert cosine > 0.5, cosine
     _assert_png_picture(tmp_path / "reconstruction.png")
 
-    visualize.dictionary_grid(model.get_layer("csc1"), str(tmp_path / "atoms.png"))
+    csc_pictures.dictionary_grid(model.get_layer("csc1"), str(tmp_path / "atoms.png"))
     _assert_png_picture(tmp_path / "atoms.png")
 
     codes = keras.Model(model.input, model.get_layer("csc1").output)(x)
-    zero_fraction = visualize.code_histogram(codes, str(tmp_path / "codes.png"), title="csc1")
+    zero_fraction = csc_pictures.code_histogram(codes, str(tmp_path / "codes.png"), title="csc1")
     assert zero_fraction == pytest.approx(np.mean(keras.ops.convert_to_numpy(codes) == 0))
     assert 0.0 < zero_fraction < 1.0
     _assert_png_picture(tmp_path / "codes.png")
@@ -57,4 +57,4 @@ def test_reconstruct_input_names_the_bad_layer():
     inputs = keras.Input((6, 6, 1))
     model = keras.Model(inputs, CSCConv2D(2, 3, name="csc")(inputs))
     with pytest.raises(ValueError, match="layer_name='dense'"):
-        visualize.reconstruct_input(model, "dense", np.zeros((1, 6, 6, 1)))
+        csc_pictures.reconstruct_input(model, "dense", np.zeros((1, 6, 6, 1)))

@@ -7,7 +7,8 @@ import pytest
 from sparse_keras import convert
 from sparse_keras.layers import LRSDConv2D, LRSDDense
 from sparse_keras.layers import lrsd as lrsd_layers
-from sparse_keras.sparsity import kernels, masking
+from sparse_keras.inspection import kernels
+from sparse_keras.sparsity import masking
 from sparse_keras.testing import run_layer_test, to_numpy
 
 # Backend-independent Python (graph rewriting, counting, report writing): checked on TensorFlow only, because

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import sparse_keras as sk
-from sparse_keras.shrinking import synthetic
 from tests.test_shrink import assert_same_outputs, randomize_batch_norms
 
 L = keras.layers
@@ -85,7 +84,7 @@ def test_zeroing_coupled_groups_then_shrinking_keeps_outputs(builder):
     model = build(builder)
     groups = sk.structure.coupled_groups(model)
     assert groups.prunable and not groups.unsupported
-    zeroed = synthetic.zero_coupled_groups(model, 0.5, seed=3, groups=groups)
+    zeroed = sk.structure.zero_coupled_groups(model, 0.5, seed=3, groups=groups)
     assert zeroed and all(g.is_zero() for g in zeroed)
     shrunk = sk.shrink(model)
     assert_same_outputs(model, shrunk, (8, 8, 3))

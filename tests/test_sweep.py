@@ -1,4 +1,4 @@
-"""The efficient-frontier sweep (sparse_keras/training/sweep.py, sparse_keras/frontier.py, configs/ssr/*.py)."""
+"""The efficient-frontier sweep (sparse_keras/training/sweep.py, sparse_keras/reports/frontier.py, configs/ssr/*.py)."""
 import glob
 import importlib
 import json
@@ -7,7 +7,8 @@ import os
 import keras
 import pytest
 
-from sparse_keras import frontier, models
+from sparse_keras import models
+from sparse_keras.reports import frontier, plots
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob("configs/ssr/*.py") if not p.endswith(("__init__.py", "base.py")))
 
@@ -50,11 +51,11 @@ def test_table_has_one_row_per_point_and_round_trips(tmp_path):
 
 def test_plots_are_written(tmp_path):
     points = [_point(alpha=1e-3), _point(alpha=1e-2, macs=500), _point("uniform", 1e-3, 0.7), _point("dense", None, 0.9, 4000)]
-    for plot in (frontier.plot_frontier, frontier.plot_width_family, frontier.plot_size_family):
+    for plot in (plots.plot_frontier, plots.plot_width_family, plots.plot_size_family):
         path = plot(points, str(tmp_path / f"{plot.__name__}.png"))
         assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="at least one learned point"):
-        frontier.plot_width_family([_point("dense", None)], str(tmp_path / "x.png"))
+        plots.plot_width_family([_point("dense", None)], str(tmp_path / "x.png"))
 
 
 def test_each_learned_architecture_is_compared_with_its_uniform_twin_of_the_same_seed_and_alpha(tmp_path):

@@ -29,7 +29,7 @@ the JAX trainer carries the assignments out of its compiled stateless step like 
 inference the stored ``step_size`` is read as a constant (no power iteration, exported models carry a
 number). The update of the very last training step is followed by no forward pass; call
 :meth:`CSCConv2D.update_step_size` (or :func:`update_step_sizes` for a model, or use the
-:class:`sparse_keras.callbacks.RefreshCSCStepSize` callback, which does it before every evaluation and at the
+:class:`RefreshCSCStepSize` callback, which does it before every evaluation and at the
 end of ``fit``) so that inference uses the step of the final dictionary.
 
 Unit-norm atoms (the official code renormalises every atom before each forward pass) are kept with a
@@ -38,12 +38,12 @@ every backend, and one normalisation at build time.
 """
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
 from sparse_keras.ops import proximal
+from sparse_keras.utils import checks
 
 POWER_ITERATIONS = 50  # Dai et al. 2022 appendix A
 POWER_TOLERANCE = math.sqrt(1e-5)  # on ||v_new - v||_2, Dai et al. 2022 appendix A
@@ -100,10 +100,10 @@ class CSCConv2D(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.filters = _positive_int("filters", filters)
+        self.filters = checks.positive_int("filters", filters)
         self.kernel_size = _odd_kernel_size(kernel_size)
-        self.lam_value = _non_negative_float("lam", lam)
-        self.n_iter = _positive_int("n_iter", n_iter)
+        self.lam_value = checks.non_negative_float("lam", lam)
+        self.n_iter = checks.positive_int("n_iter", n_iter)
         if isinstance(strides, (tuple, list)) and len(set(strides)) == 1:
             strides = strides[0]
         if isinstance(strides, bool) or strides not in (1, 2):
@@ -116,8 +116,8 @@ class CSCConv2D(keras.layers.Layer):
         self.step_factor = float(step_factor)
         if not 0.0 < self.step_factor <= 1.0:
             raise ValueError(f"step_factor must lie in (0, 1] for FISTA to converge, got step_factor={step_factor!r}")
-        self.power_iterations = _positive_int("power_iterations", power_iterations)
-        self.power_tolerance = _non_negative_float("power_tolerance", power_tolerance)
+        self.power_iterations = checks.positive_int("power_iterations", power_iterations)
+        self.power_tolerance = checks.non_negative_float("power_tolerance", power_tolerance)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.padding = (self.kernel_size - 1) // 2
@@ -266,7 +266,7 @@ class CSCConv2D(keras.layers.Layer):
 
     def set_lam(self, value):
         """Sets lambda, e.g. a larger one at test time for noisy inputs (the robust-inference protocol)."""
-        self.lam.assign(_non_negative_float("lam", value))
+        self.lam.assign(checks.non_negative_float("lam", value))
 
     # ----------------------------------------------------------------------------------------------- call
     def call(self, inputs, training=None):
@@ -333,20 +333,24 @@ def update_step_sizes(model):
     return {layer.name: float(ops.convert_to_numpy(layer.update_step_size())) for layer in csc_layers(model)}
 
 
+class RefreshCSCStepSize(keras.callbacks.Callback):
+    """Re-runs the power iteration of every CSC layer before each evaluation and at the end of ``fit``.
+
+    During training a :class:`~sparse_keras.layers.CSCConv2D` refreshes its step size itself, in every
+    training-mode forward pass, on the dictionary of the previous optimizer step; nothing refreshes it after
+    the last step. This callback does, so that validation and the trained model use ``t = 0.9 / L`` of
+    the final dictionary (the paper's "fixed during testing").
+    """
+
+    def on_test_begin(self, logs=None):
+        update_step_sizes(self.model)
+
+    def on_train_end(self, logs=None):
+        update_step_sizes(self.model)
+
+
 def _unit(v):
     return v / ops.maximum(ops.sqrt(ops.sum(ops.square(v))), _TINY)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
-    return int(value)
-
-
-def _non_negative_float(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {name}={value!r}")
-    return float(value)
 
 
 def _odd_kernel_size(kernel_size):
@@ -354,9 +358,4 @@ def _odd_kernel_size(kernel_size):
         if len(kernel_size) != 2 or kernel_size[0] != kernel_size[1]:
             raise ValueError(f"CSCConv2D atoms are square, got kernel_size={kernel_size!r}")
         kernel_size = kernel_size[0]
-    size = _positive_int("kernel_size", kernel_size)
-    if size % 2 == 0:
-        raise ValueError(
-            f"kernel_size must be odd (symmetric padding keeps A and A* adjoint), got kernel_size={kernel_size!r}"
-        )
-    return size
+    return checks.odd_kernel_size(kernel_size, reason="symmetric padding keeps A and A* adjoint")

@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from sparse_keras.sparsity import kernels
+from sparse_keras.inspection import kernels
 
 BN_EPSILON = 1e-5  # PyTorch defaults: the paper trains in PyTorch
 BN_MOMENTUM = 0.9

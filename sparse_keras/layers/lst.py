@@ -24,172 +24,30 @@ pads only bottom/right with stride 2 on even sizes, which would shift every down
 """
 
 import math
-import numbers
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 from sparse_keras import initializers
+from sparse_keras.layers.lst_transforms import DEFAULT_TAU
+from sparse_keras.layers.lst_transforms import RELU6_ST_TAU
+from sparse_keras.layers.lst_transforms import GroupedPointwise
+from sparse_keras.layers.lst_transforms import SharedSpatialTransform
+from sparse_keras.layers.lst_transforms import SoftThreshold
+from sparse_keras.layers.lst_transforms import channels_of
+from sparse_keras.layers.lst_transforms import check_spatial_implementation
+from sparse_keras.layers.lst_transforms import strided_shape
+from sparse_keras.utils import checks
 
-DEFAULT_TAU = 1e-4  # the official --tau
-RELU6_ST_TAU = 1e-8  # Li et al. 2020 sec. 2: ST becomes (almost) linear in MobileNetV2's linear bottleneck
 BN_EPSILON = 1e-5  # PyTorch's BatchNorm2d defaults (our choice)
 BN_MOMENTUM = 0.9
 SHORTCUTS = ("grouped", "dense")
 ACTIVATIONS = ("relu", "relu6")
-SPATIAL_IMPLEMENTATIONS = ("auto", "depthwise", "reshape")
 
 
 def he_normal_fan_out():
     """The official re-initialisation of every ``nn.Conv2d``: ``N(0, 2 / (k * k * out_channels))``."""
     return keras.initializers.VarianceScaling(2.0, mode="fan_out", distribution="untruncated_normal")
-
-
-@keras.saving.register_keras_serializable(package="sparse_keras")
-class SoftThreshold(layers.Layer):
-    """Soft thresholding ``ST_tau(x) = sign(x) * max(|x| - tau, 0)`` (PyTorch ``softshrink``).
-
-    ``tau`` is a fixed hyper-parameter, the same for every ST of a network (official default 1e-4; the
-    ReLU6-ST scheme of MobileNetV2 uses :data:`RELU6_ST_TAU`). The gradient is 1 where ``|x| > tau`` and 0
-    inside the dead zone. Written as ``x - clip(x, -tau, tau)``, one fused elementwise op on every backend.
-    """
-
-    def __init__(self, tau=DEFAULT_TAU, **kwargs):
-        super().__init__(**kwargs)
-        self.tau = _non_negative_float("tau", tau)
-        self.supports_masking = True
-
-    def call(self, inputs):
-        return inputs - ops.clip(inputs, -self.tau, self.tau)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "tau": self.tau}
-
-
-@keras.saving.register_keras_serializable(package="sparse_keras")
-class SharedSpatialTransform(layers.Layer):
-    """T_s: a depthwise ``k x k`` conv whose ``a * a`` filters are shared by every input channel.
-
-    The official code holds one ``(a*a, 1, k, k)`` tensor and repeats it over the ``C`` channels, so a
-    block has ``k * k * a * a`` spatial weights (36 for k=3, a=2) whatever its width; the repeat is done
-    here inside ``call`` (``ops.tile``), so the gradient of the shared filters sums over channels. Output
-    channel ``c * a*a + m`` is channel ``c`` filtered by filter ``m`` (PyTorch's grouped-conv order).
-
-    ``share=False`` keeps one copy per channel (same DCT start): a plain depthwise conv with
-    ``C * k * k * a * a`` weights, which is how the paper's ImageNet parameter counts are tallied.
-
-    Two equal computations of the shared transform (``implementation``): ``"depthwise"`` tiles the filters
-    and runs a depthwise conv; ``"reshape"`` folds the channels into the batch, ``(N, H, W, C) -> (N*C, H,
-    W, 1)``, and runs one ordinary conv with the ``a*a`` filters. XLA on CPU differentiates grouped convs
-    30-50x slower than the folded one, TensorFlow's own depthwise kernels are as fast as the fold; ``"auto"``
-    picks ``"reshape"`` on JAX and ``"depthwise"`` elsewhere (``benchmarks/lst_speed.py`` compares them).
-
-    Args:
-      a: the spatial multiplication rate; ``a * a`` output channels per input channel. ``a = 1`` gives the
-        single DC filter (used by the ``E = 1`` inverted block).
-      kernel_size: odd side ``k`` of the filters.
-      strides: spatial stride.
-      share: share the filters across channels (the official CIFAR implementation) or not.
-      implementation: ``"auto"``, ``"depthwise"`` or ``"reshape"`` (shared filters only; same numbers).
-    """
-
-    def __init__(self, a=2, kernel_size=3, strides=1, share=True, implementation="auto", **kwargs):
-        super().__init__(**kwargs)
-        self.a = _positive_int("a", a)
-        self.kernel_size = _odd_kernel_size(kernel_size)
-        self.strides = _positive_int("strides", strides)
-        self.share = bool(share)
-        self.implementation = _spatial_implementation(implementation)
-
-    def build(self, input_shape):
-        channels = _channels(input_shape, self.name)
-        self.channels = channels
-        shape = (self.kernel_size, self.kernel_size, 1 if self.share else channels, self.a * self.a)
-        self.kernel = self.add_weight(name="kernel", shape=shape, initializer=initializers.SpatialDCT())
-
-    def call(self, inputs):
-        pad = (self.kernel_size - 1) // 2
-        if self.strides > 1 and pad:
-            # PyTorch pads (k-1)/2 on every side; at stride 1 (odd k) that is "same", no pad op needed.
-            inputs = ops.pad(inputs, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-        padding = "same" if self.strides == 1 else "valid"
-        implementation = self.implementation
-        if implementation == "auto":
-            implementation = "reshape" if keras.backend.backend() == "jax" else "depthwise"
-        if self.share and implementation == "reshape":
-            return self._folded_conv(inputs, padding)
-        kernel = ops.tile(self.kernel, (1, 1, self.channels, 1)) if self.share else self.kernel
-        return ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=padding)
-
-    def _folded_conv(self, inputs, padding):
-        """Every channel as its own one-channel image through one conv with the shared ``a*a`` filters."""
-        height, width, channels, filters = inputs.shape[1], inputs.shape[2], self.channels, self.a * self.a
-        images = ops.reshape(ops.transpose(inputs, (0, 3, 1, 2)), (-1, height, width, 1))
-        out = ops.conv(images, self.kernel, strides=self.strides, padding=padding)
-        out_h, out_w = out.shape[1], out.shape[2]
-        out = ops.transpose(ops.reshape(out, (-1, channels, out_h, out_w, filters)), (0, 2, 3, 1, 4))
-        # Channel c * a*a + m is channel c through filter m, the order of the depthwise form.
-        return ops.reshape(out, (-1, out_h, out_w, channels * filters))
-
-    def compute_output_shape(self, input_shape):
-        return _strided_shape(input_shape, self.strides, input_shape[-1] * self.a * self.a)
-
-    def multiply_adds(self, input_shape):
-        """Multiply-adds of one example: ``H_out * W_out * C * a*a * k*k`` (sharing saves weights, not MACs)."""
-        out = self.compute_output_shape((None, *input_shape[-3:]))
-        return out[1] * out[2] * out[3] * self.kernel_size**2
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "a": self.a,
-            "kernel_size": self.kernel_size,
-            "strides": self.strides,
-            "share": self.share,
-            "implementation": self.implementation,
-        }
-
-
-@keras.saving.register_keras_serializable(package="sparse_keras")
-class GroupedPointwise(layers.Layer):
-    """A 1x1 conv with ``groups = C_in`` and ``multiplier`` outputs per input channel, no bias.
-
-    The shortcut D of the official LST-II networks (``nn.Conv2d(C_in, C_out, 1, groups=C_in)``). Output
-    channel ``c * multiplier + j`` is ``x_c * w[c, j]``, so it is computed as a broadcast product, which every
-    backend fuses; XLA on CPU runs the equivalent grouped conv (a ``DepthwiseConv2D``) 10-100x slower.
-    The kernel keeps ``DepthwiseConv2D``'s layout, ``(1, 1, C_in, multiplier)``.
-    """
-
-    def __init__(self, multiplier, strides=1, kernel_initializer="he_normal", **kwargs):
-        super().__init__(**kwargs)
-        self.multiplier = _positive_int("multiplier", multiplier)
-        self.strides = _positive_int("strides", strides)
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-
-    def build(self, input_shape):
-        self.channels = _channels(input_shape, self.name)
-        self.kernel = self.add_weight(name="kernel", shape=(1, 1, self.channels, self.multiplier),
-                                      initializer=self.kernel_initializer)
-
-    def call(self, inputs):
-        if self.strides > 1:  # a 1x1 conv at stride s reads every s-th pixel from the first
-            inputs = inputs[:, :: self.strides, :: self.strides, :]
-        out = ops.expand_dims(inputs, -1) * self.kernel[0, 0]
-        return ops.reshape(out, (-1, out.shape[1], out.shape[2], self.channels * self.multiplier))
-
-    def compute_output_shape(self, input_shape):
-        return _strided_shape(input_shape, self.strides, input_shape[-1] * self.multiplier)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "multiplier": self.multiplier,
-            "strides": self.strides,
-            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
-        }
 
 
 class _LSTBlock(layers.Layer):
@@ -198,12 +56,12 @@ class _LSTBlock(layers.Layer):
     def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="grouped",
                  activation="relu", share_spatial=True, spatial_implementation="auto", **kwargs):
         super().__init__(**kwargs)
-        self.filters = _positive_int("filters", filters)
-        self.strides = _positive_int("strides", strides)
-        self.kernel_size = _odd_kernel_size(kernel_size)
+        self.filters = checks.positive_int("filters", filters)
+        self.strides = checks.positive_int("strides", strides)
+        self.kernel_size = checks.odd_kernel_size(kernel_size)
         # The official blocks clamp a to [2, k]: a = 1 would make T_s a single blur filter.
-        self.a = max(2, min(_positive_int("a", a), self.kernel_size))
-        self.tau = _non_negative_float("tau", tau)
+        self.a = max(2, min(checks.positive_int("a", a), self.kernel_size))
+        self.tau = checks.non_negative_float("tau", tau)
         if shortcut not in SHORTCUTS:
             raise ValueError(f"shortcut must be one of {SHORTCUTS}, got shortcut={shortcut!r}")
         self.shortcut = shortcut
@@ -211,7 +69,7 @@ class _LSTBlock(layers.Layer):
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got activation={activation!r}")
         self.activation = activation
         self.share_spatial = bool(share_spatial)
-        self.spatial_implementation = _spatial_implementation(spatial_implementation)
+        self.spatial_implementation = check_spatial_implementation(spatial_implementation)
 
     # -- sublayer factories ---------------------------------------------------------------------------
     def _pointwise(self, filters, name, dct):
@@ -253,7 +111,7 @@ class _LSTBlock(layers.Layer):
             )
         self.shortcut_bn = self._bn("shortcut_bn")
         self.shortcut_conv.build(input_shape)
-        self.shortcut_bn.build(_strided_shape(input_shape, self.strides, self.filters))
+        self.shortcut_bn.build(strided_shape(input_shape, self.strides, self.filters))
 
     def _apply_shortcut(self, inputs, training):
         if self.shortcut_conv is None:
@@ -268,7 +126,7 @@ class _LSTBlock(layers.Layer):
         return h * w * c * per_output
 
     def compute_output_shape(self, input_shape):
-        return _strided_shape(input_shape, self.strides, self.filters)
+        return strided_shape(input_shape, self.strides, self.filters)
 
     def get_config(self):
         return {
@@ -310,10 +168,10 @@ class LSTBlockII(_LSTBlock):
     def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="grouped",
                  resize_width=None, **kwargs):
         super().__init__(filters, strides, a, kernel_size, tau, shortcut, **kwargs)
-        self.resize_width = None if resize_width is None else _positive_int("resize_width", resize_width)
+        self.resize_width = None if resize_width is None else checks.positive_int("resize_width", resize_width)
 
     def build(self, input_shape):
-        in_channels = _channels(input_shape, self.name)
+        in_channels = channels_of(input_shape, self.name)
         a2 = self.a * self.a
         if self.filters % a2:
             raise ValueError(f"LSTBlockII needs filters divisible by a*a={a2}, got filters={self.filters}")
@@ -366,19 +224,19 @@ class LSTBlockI(_LSTBlock):
     def __init__(self, filters, strides=1, a=2, kernel_size=3, tau=DEFAULT_TAU, shortcut="dense", core_width=None,
                  **kwargs):
         super().__init__(filters, strides, a, kernel_size, tau, shortcut, **kwargs)
-        self.core_width = None if core_width is None else _positive_int("core_width", core_width)
+        self.core_width = None if core_width is None else checks.positive_int("core_width", core_width)
 
     def build(self, input_shape):
         self._build_lst1(input_shape, core=self.filters, spatial_a=self.a, channel_transform=True, residual=True)
 
     def _build_lst1(self, input_shape, core, spatial_a, channel_transform, residual):
         """Creates and builds T_c (optional), T_s, T_r, their BNs and activations, and D (if ``residual``)."""
-        in_channels = _channels(input_shape, self.name)
+        in_channels = channels_of(input_shape, self.name)
         if channel_transform and self.core_width is not None:
             core = self.core_width
         self.core, self.residual = core, residual
         core_shape = (*input_shape[:-1], core)
-        wide_shape = _strided_shape(input_shape, self.strides, core * spatial_a * spatial_a)
+        wide_shape = strided_shape(input_shape, self.strides, core * spatial_a * spatial_a)
         self.channel_conv = self.channel_bn = self.channel_st = None
         if channel_transform:
             self.channel_conv = self._pointwise(core, "channel_conv", dct=True)
@@ -439,10 +297,10 @@ class InvertedLSTBlock(LSTBlockI):
     def __init__(self, filters, strides=1, expansion=6, a=2, kernel_size=3, tau=RELU6_ST_TAU, **kwargs):
         kwargs.setdefault("activation", "relu6")
         super().__init__(filters, strides, a, kernel_size, tau, **kwargs)
-        self.expansion = _positive_int("expansion", expansion)
+        self.expansion = checks.positive_int("expansion", expansion)
 
     def build(self, input_shape):
-        in_channels = _channels(input_shape, self.name)
+        in_channels = channels_of(input_shape, self.name)
         wide = self.expansion * in_channels
         residual = self.expansion == 1 or (self.strides == 1 and in_channels == self.filters)
         if self.expansion == 1:
@@ -456,45 +314,3 @@ class InvertedLSTBlock(LSTBlockI):
 
     def get_config(self):
         return {**super().get_config(), "expansion": self.expansion}
-
-
-def _spatial_implementation(implementation):
-    if implementation not in SPATIAL_IMPLEMENTATIONS:
-        raise ValueError(f"implementation must be one of {SPATIAL_IMPLEMENTATIONS}, got {implementation!r}")
-    return implementation
-
-
-def _strided_shape(input_shape, strides, channels):
-    """Output shape of a symmetric-padded odd-kernel (or 1x1) conv: ``ceil(size / stride)``."""
-    batch, height, width = input_shape[0], input_shape[1], input_shape[2]
-    return (
-        batch,
-        None if height is None else -(-height // strides),
-        None if width is None else -(-width // strides),
-        channels,
-    )
-
-
-def _channels(input_shape, name):
-    if len(input_shape) != 4 or input_shape[-1] is None:
-        raise ValueError(f"{name} takes NHWC images with a known channel count; got input_shape={tuple(input_shape)!r}")
-    return int(input_shape[-1])
-
-
-def _positive_int(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{argument} must be a positive integer, got {argument}={value!r}")
-    return int(value)
-
-
-def _odd_kernel_size(kernel_size):
-    kernel_size = _positive_int("kernel_size", kernel_size)
-    if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd (symmetric 'same' padding), got kernel_size={kernel_size}")
-    return kernel_size
-
-
-def _non_negative_float(argument, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{argument} must be a finite non-negative number, got {argument}={value!r}")
-    return float(value)

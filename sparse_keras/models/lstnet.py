@@ -37,6 +37,7 @@ from keras import layers
 
 from sparse_keras.layers import lst
 from sparse_keras.models import registry
+from sparse_keras.utils import checks
 
 CIFAR_WIDTHS = (16, 32, 64)
 IMAGENET_CORE_WIDTHS = (64, 128, 256, 512)  # C_r_out of Table II; outputs are a*a times wider
@@ -97,8 +98,8 @@ def _image_input(input_shape, num_classes):
 
 def _lst_kwargs(a, kernel_size, tau, share_spatial, spatial_implementation):
     """The LST hyper-parameters every block of a network shares; ``a`` clamped to [2, k] as the code does."""
-    kernel_size = lst._odd_kernel_size(kernel_size)
-    a = max(2, min(lst._positive_int("a", a), kernel_size))
+    kernel_size = checks.odd_kernel_size(kernel_size)
+    a = max(2, min(checks.positive_int("a", a), kernel_size))
     return {"a": a, "kernel_size": kernel_size, "tau": tau, "share_spatial": share_spatial,
             "spatial_implementation": spatial_implementation}
 
@@ -122,8 +123,8 @@ def lstnet_cifar(blocks_per_stage, num_classes=10, input_shape=(32, 32, 3), widt
       a, kernel_size, tau, share_spatial: LST hyper-parameters (defaults are the official ones).
       spatial_implementation: how T_s is computed (same numbers), see ``SharedSpatialTransform``.
     """
-    count = lst._positive_int("blocks_per_stage", blocks_per_stage)
-    width = lst._positive_int("width", width)
+    count = checks.positive_int("blocks_per_stage", blocks_per_stage)
+    width = checks.positive_int("width", width)
     if block not in ("lst1", "lst2"):
         raise ValueError(f"block must be 'lst1' or 'lst2', got block={block!r}")
     inputs, num_classes = _image_input(input_shape, num_classes)

@@ -9,6 +9,7 @@ import keras
 from keras import layers
 
 from sparse_keras.models import registry
+from sparse_keras.sparsity import convert
 
 
 def plain_cnn(
@@ -44,7 +45,5 @@ def plain_cnn(
 def _plain_cnn(num_classes, input_shape, lrsd=False, rank=1, sparse_l1=2e-6, **kwargs):
     model = plain_cnn(num_classes, input_shape, **kwargs)
     if lrsd:  # the LRSD version (Guo et al. 2019), e.g. for quick runs of the lrsd method
-        from sparse_keras import convert
-
         model = convert.to_lrsd(model, rank=rank, sparse_l1=sparse_l1)
     return model

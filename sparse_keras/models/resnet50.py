@@ -18,7 +18,7 @@ The paper adds the BN after ``U`` "on small datasets"; on ImageNet it is off by 
 import keras
 from keras import layers
 
-from sparse_keras import convert
+from sparse_keras.sparsity import convert
 from sparse_keras.models import registry
 from sparse_keras.models import resnet_imagenet
 

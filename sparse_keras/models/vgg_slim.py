@@ -22,7 +22,7 @@ Initialisation as the slimming code: conv ``N(0, 2 / (k^2 C_out))``, BN gamma 0.
 import keras
 from keras import layers
 
-from sparse_keras import convert
+from sparse_keras.sparsity import convert
 from sparse_keras.models import registry
 
 M = "M"

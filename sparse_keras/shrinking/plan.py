@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from sparse_keras.shrinking import registry
-from sparse_keras.sparsity import graph
+from sparse_keras.inspection import graph
 
 
 class UnionFind:

@@ -19,8 +19,10 @@ from sparse_keras.shrinking import coverage
 from sparse_keras.shrinking import keras_layers  # noqa: F401  (registers the built-in handlers)
 from sparse_keras.shrinking import kernel_layers  # noqa: F401
 from sparse_keras.shrinking import library_layers  # noqa: F401  (LRSD, CSC, LST)
+from sparse_keras.inspection import architecture, kernels
+from sparse_keras.ops import survivors
 from sparse_keras.shrinking import plan as plan_lib
-from sparse_keras.sparsity import kernels, structure
+from sparse_keras.utils import timing
 
 MIXED_SIZES = ("auto", "grouped", "masked")
 
@@ -62,7 +64,7 @@ def shrink(
     if not math.isfinite(tau) or tau < 0:
         raise ValueError(f"tau must be a finite non-negative float, got tau={tau!r}")
     if scheme is not None:
-        structure.check_scheme(scheme)
+        survivors.check_scheme(scheme)
     if mixed_sizes not in MIXED_SIZES:
         raise ValueError(f"mixed_sizes must be one of {MIXED_SIZES}, got mixed_sizes={mixed_sizes!r}")
     for arg, value in (("channel_multiple", channel_multiple), ("measure_batch", measure_batch)):
@@ -86,9 +88,7 @@ def explain_kept(plan, tau=0.0, scheme=None):
     """Why shrink keeps output channels whose kernels :func:`sparse_keras.analysis.report` counts as removed
     (so the report's multiply-adds and parameters are lower than what shrink delivers); ``None`` if it
     keeps none."""
-    from sparse_keras import analysis  # the report, only needed to compare with
-
-    predicted = {r.layer: r.width for r in analysis.report(plan.model, tau=tau, scheme=scheme).layers}
+    predicted = {r.layer: r.width for r in architecture.report(plan.model, tau=tau, scheme=scheme).layers}
     roots = plan._uf.roots()
     varies = np.zeros(plan.total, bool)
     for tensor in plan.tensors():
@@ -160,7 +160,7 @@ def _threshold(slot, value, tau, scheme):
     square = len(shape) == 4 and shape[0] == shape[1]
     for name in wanted:
         if name != "kernel" and (name not in groups.NESTED_SCHEMES or square):
-            kernel = kernel * structure.keep_mask(kernel, tau, name)
+            kernel = kernel * survivors.keep_mask(kernel, tau, name)
     return kernel.reshape(value.shape).astype("float32")
 
 
@@ -232,13 +232,11 @@ class Builder:
             return next(iter(forms.values()))(x)
         if self.mixed_sizes in forms:
             return forms[self.mixed_sizes](x)
-        from sparse_keras import benchmark  # timing code, only needed here
-
         timings = {}
         for form, fn in forms.items():
             probe_input = keras.Input(shape=x.shape[1:], dtype=x.dtype)
             probe = keras.Model(probe_input, fn(probe_input)[0])
-            timings[form] = benchmark.keras_seconds(probe, (self.measure_batch, *x.shape[1:]))
+            timings[form] = timing.keras_seconds(probe, (self.measure_batch, *x.shape[1:]))
         best = min(timings, key=timings.get)
         self.choices[layer_name] = (best, timings)
         return forms[best](x)

@@ -7,8 +7,8 @@ speedups depend on how much structure is gone, not on how it was learned.
 import keras
 import numpy as np
 
+from sparse_keras.inspection import graph, kernels
 from sparse_keras.ops import groups
-from sparse_keras.sparsity import graph, kernels
 
 
 def zero_structures(model, channel_fraction=0.5, shrink_fraction=0.0, scheme="half_ring", seed=0, where=None):
@@ -76,22 +76,3 @@ def _zero_following_batch_norms(model, dead):
         for variable in (layer.beta, layer.moving_mean):
             if variable is not None:
                 variable.assign(np.where(zero, 0, keras.ops.convert_to_numpy(variable)))
-
-
-def zero_coupled_groups(model, fraction=0.4, seed=0, groups=None):
-    """Zeroes a random ``fraction`` of the prunable coupled groups of each layer (every slice: kernels,
-    biases, BatchNormalization gamma/beta/mean), at least one group staying per layer; in place.
-
-    ``groups``: the model's :func:`sparse_keras.structure.coupled_groups` if already computed. Returns the
-    zeroed groups, which :func:`sparse_keras.shrink` must remove exactly.
-    """
-    from sparse_keras import structure  # the graph module imports the shrinking handlers
-
-    groups = structure.coupled_groups(model, unsupported="ignore") if groups is None else groups
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for family in groups.by_producer().values():
-        count = min(int(round(fraction * len(family))), len(family) - 1)
-        chosen.extend(family[i] for i in rng.choice(len(family), size=count, replace=False))
-    structure.zero_groups(chosen)
-    return chosen

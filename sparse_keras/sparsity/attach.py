@@ -4,8 +4,9 @@ import warnings
 
 from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups
-from sparse_keras.sparsity import kernels
-from sparse_keras.sparsity import tracing
+from sparse_keras.inspection import kernels
+from sparse_keras.sparsity import coupled
+from sparse_keras.utils import tracing
 
 
 def regularize(model, regularizer, where=None, exclude_classifier=True, keep_existing=True):
@@ -49,7 +50,7 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
         )
     for slot, reg in chosen:
         if reg is not None:
-            _attach(slot, _combine(slot.variable.regularizer, reg, keep_existing))
+            set_regularizer(slot, _combine(slot.variable.regularizer, reg, keep_existing))
     # A step already traced by fit/evaluate baked in the old regularizers; Keras would reuse it.
     tracing.retrace(model)
     return model
@@ -58,9 +59,7 @@ def regularize(model, regularizer, where=None, exclude_classifier=True, keep_exi
 def _regularize_coupled(model, spec, where, exclude_classifier):
     """Binds a :class:`~sparse_keras.regularizers.CoupledGroupLasso` to the model's coupled groups and puts
     the penalty on one kernel's variable (not on the layer's config: it is training state)."""
-    from sparse_keras import structure  # imports the shrinking handlers
-
-    groups = structure.coupled_groups(model)
+    groups = coupled.coupled_groups(model)
     if where is not None or not exclude_classifier:
         slots, _ = kernels.select_slots(model, where, exclude_classifier)
         chosen = {id(s.layer) for s in slots}
@@ -77,7 +76,7 @@ def _regularize_coupled(model, spec, where, exclude_classifier):
 
 def _remove_coupled(model):
     for variable in model.trainable_variables:
-        terms = _terms(variable.regularizer)
+        terms = regularizers_lib.terms_of(variable.regularizer)
         kept = [t for t in terms if not isinstance(t, regularizers_lib.CoupledPenalty)]
         if len(kept) != len(terms):
             variable.regularizer = None if not kept else kept[0] if len(kept) == 1 else regularizers_lib.SumOfRegularizers(kept)
@@ -93,10 +92,10 @@ def unregularize(model, kinds=None):
         _remove_coupled(model)
     kinds = tuple(kinds) if kinds is not None else (regularizers_lib.GroupLasso,)
     for slot in kernels.model_kernel_slots(model):
-        terms = _terms(slot.variable.regularizer)
+        terms = regularizers_lib.terms_of(slot.variable.regularizer)
         kept = [t for t in terms if not isinstance(t, kinds)]
         if len(kept) != len(terms):
-            _attach(slot, None if not kept else kept[0] if len(kept) == 1 else regularizers_lib.SumOfRegularizers(kept))
+            set_regularizer(slot, None if not kept else kept[0] if len(kept) == 1 else regularizers_lib.SumOfRegularizers(kept))
     tracing.retrace(model)
     return model
 
@@ -121,20 +120,12 @@ def _fit_to_slot(regularizer, slot, explicit):
     return fitted
 
 
-def _terms(regularizer):
-    if regularizer is None:
-        return []
-    if isinstance(regularizer, regularizers_lib.SumOfRegularizers):
-        return [t for r in regularizer.regularizers for t in _terms(r)]
-    return [regularizer]
-
-
 def _combine(existing, new, keep_existing):
-    new_terms = _terms(new)
+    new_terms = regularizers_lib.terms_of(new)
     replaced = {type(t) for t in new_terms if isinstance(t, regularizers_lib.GroupLasso)}
     kept = [
         t
-        for t in _terms(existing)
+        for t in regularizers_lib.terms_of(existing)
         if (isinstance(t, regularizers_lib.GroupLasso) and type(t) not in replaced)
         or (keep_existing and not isinstance(t, regularizers_lib.GroupLasso))
     ]
@@ -142,7 +133,8 @@ def _combine(existing, new, keep_existing):
     return terms[0] if len(terms) == 1 else regularizers_lib.SumOfRegularizers(terms)
 
 
-def _attach(slot, regularizer):
+def set_regularizer(slot, regularizer):
+    """Puts ``regularizer`` (or ``None``) on the kernel of ``slot``, a :class:`~sparse_keras.inspection.kernels.KernelSlot`."""
     slot.variable.regularizer = regularizer
     if slot.regularizer_attr is not None:
         # Setting the constructor argument too makes get_config (and so model.save) record it.

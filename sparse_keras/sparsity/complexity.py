@@ -24,19 +24,20 @@ the same total pull as for the unweighted regularizers and grids can be shared.
 
 import numpy as np
 
-from sparse_keras import analysis
 from sparse_keras import regularizers as regularizers_lib
-from sparse_keras.sparsity import attach, kernels, tracing
+from sparse_keras.inspection import architecture, kernels
+from sparse_keras.sparsity import attach
+from sparse_keras.utils import tracing
 
 
 def layer_costs(model, tau=0.0):
     """``{layer name: r_i c_i d_{i-1}}`` for every square conv kernel of ``model`` (eq. 10's factor).
 
     ``r_i c_i`` is the number of output positions and ``d_{i-1}`` the input channels still alive at ``tau``
-    (followed through the graph by :func:`sparse_keras.analysis.report`).
+    (followed through the graph by :func:`sparse_keras.inspection.architecture.report`).
     """
     costs = {}
-    for row in analysis.report(model, tau=tau).layers:
+    for row in architecture.report(model, tau=tau).layers:
         if row.base_size is None or len(row.kernel_shape) != 4:
             continue
         per_input = row.base_macs // max(row.base_inputs * row.base_size**2 * row.base_width, 1)  # r_i c_i
@@ -75,11 +76,11 @@ def apply_weights(model, weights, squared_sizes=True):
     """
     for slot in kernels.model_kernel_slots(model):
         layer_weights = weights.get(slot.layer.name)
-        terms = attach._terms(slot.variable.regularizer)  # the parts of a sum, flattened
+        terms = regularizers_lib.terms_of(slot.variable.regularizer)
         if layer_weights is None or not any(isinstance(t, regularizers_lib.GroupLasso) for t in terms):
             continue
         weighted = [_weighted(t, layer_weights, squared_sizes) for t in terms]
-        attach._attach(slot, weighted[0] if len(weighted) == 1 else regularizers_lib.SumOfRegularizers(weighted))
+        attach.set_regularizer(slot, weighted[0] if len(weighted) == 1 else regularizers_lib.SumOfRegularizers(weighted))
     tracing.retrace(model)
     return model
 

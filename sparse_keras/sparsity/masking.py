@@ -8,14 +8,14 @@ layer's ``kernel_constraint`` argument): masks are training state, not architect
 pruned weights are already zero.
 
 Traced train steps capture the mask, so installing or removing masks makes the model's train step
-retrace (:func:`sparse_keras.sparsity.tracing.retrace`), also from a callback inside ``fit``.
+retrace (:func:`sparse_keras.utils.tracing.retrace`), also from a callback inside ``fit``.
 """
 
 import keras
 import numpy as np
 from keras import ops
 
-from sparse_keras.sparsity import tracing
+from sparse_keras.utils import tracing
 
 
 class MaskConstraint(keras.constraints.Constraint):

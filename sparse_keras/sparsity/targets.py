@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from sparse_keras import structure
+from sparse_keras.sparsity import coupled as structure
 
 CRITERIA = ("group_norm", "bn_gamma", "magnitude")
 

@@ -16,7 +16,7 @@ A checkpoint that fails to read (a truncated ``.index``, ``.data`` or ``state-<n
 copy cut short) is reported by file name and the newest intact one before it is used instead; when none is
 intact, :class:`CheckpointError` lists why each failed.
 
-Procedure state held in :class:`~sparse_keras.sparsity.state.TrainingState` sublayers is not part of the
+Procedure state held in :class:`~sparse_keras.utils.state.TrainingState` sublayers is not part of the
 model's variables here: the procedure saves it itself, attached or not.
 """
 
@@ -29,9 +29,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras import io
+from sparse_keras.utils import files
 from sparse_keras.sparsity import masking
-from sparse_keras.sparsity import state as state_lib
+from sparse_keras.utils import state as state_lib
 
 
 def _model_variables(model):
@@ -158,7 +158,7 @@ class Checkpointer:
                 arrays.update({f"{name}:{k}": v for k, v in p_arrays.items()})
                 meta["procedures"][name] = p_meta
         sidecar = self._sidecar(number)
-        with io.atomic_path(sidecar) as tmp:
+        with files.atomic_path(sidecar) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
         self._position.assign([stage, epoch, batch])

@@ -19,10 +19,11 @@ import keras
 import tensorflow as tf
 
 from sparse_keras import data as data_lib
-from sparse_keras import io, models
+from sparse_keras import models
 from sparse_keras.data import catalog, pipeline
 from sparse_keras.training import checkpoint, distribute, loop, optimizers, reports, stages
 from sparse_keras.training import workdir as workdir_lib
+from sparse_keras.utils import files
 
 POLICIES = (None, "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "default")
@@ -218,7 +219,7 @@ class Job:
         transitions_file = os.path.join(workdir, "transitions.json")
         if position is None:
             # The untrained model's accuracy: the report warns when training ends below it.
-            io.write_text(transitions_file, json.dumps({"initial": self.evaluate()[0]}, indent=2))
+            files.write_text(transitions_file, json.dumps({"initial": self.evaluate()[0]}, indent=2))
         else:
             print(f"Resuming {workdir}: stage {stages_[start_stage].name if start_stage < len(stages_) else 'done'}, "
                   f"epoch {start_epoch}, batch {start_batch}")
@@ -258,7 +259,7 @@ class Job:
             with self.strategy.scope():
                 stage.leave()
             transitions[f"{stage.name}:after_transition"] = self.evaluate()[0]
-            io.write_text(transitions_file, json.dumps(transitions, indent=2))
+            files.write_text(transitions_file, json.dumps(transitions, indent=2))
             checkpointer.procedures = {}
             # The next stage starts from here (its own checkpointer: it may have its own optimizer).
             checkpointers[min(index + 1, len(stages_) - 1)].save(index + 1, 0, 0)

@@ -29,7 +29,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from sparse_keras.sparsity import kernels
+from sparse_keras.inspection import kernels
 
 
 class Hook:

@@ -8,13 +8,12 @@ training epochs, and the multiply-adds left when zero filters are skipped. The r
 * ``solution_path.png``: Fig. 2, accuracy against mu and against sparsity.
 """
 
-import csv
-import io as _io
 import os
 
 import numpy as np
 
-from sparse_keras import io, visualize
+from sparse_keras.reports import figures
+from sparse_keras.utils import tables
 
 FILES = ("solution_path.csv", "solution_path.md", "solution_path.png")
 
@@ -75,21 +74,15 @@ def path_rows(history, dense_macs, baseline_accuracy, accuracy_key="test_accurac
 def write_path(rows, workdir):
     """``solution_path.csv`` and ``solution_path.md`` in ``workdir``, each written atomically."""
     fields = list(dict.fromkeys(k for row in rows for k in row))
-    out = _io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-    io.write_text(os.path.join(workdir, "solution_path.csv"), out.getvalue())
-    lines = ["| " + " | ".join(fields) + " |", "|" + "---|" * len(fields)]
-    for row in rows:
-        cells = [f"{row.get(f, ''):.4g}" if isinstance(row.get(f), float) else str(row.get(f, "")) for f in fields]
-        lines.append("| " + " | ".join(cells) + " |")
-    io.write_text(os.path.join(workdir, "solution_path.md"), "\n".join(lines) + "\n")
+    cells = [[row.get(f, "") for f in fields] for row in rows]
+    shown = [[f"{c:.4g}" if isinstance(c, float) else str(c) for c in row] for row in cells]
+    tables.save(os.path.join(workdir, "solution_path"), csv=tables.csv_text(fields, cells),
+                md=tables.markdown(fields, shown))
 
 
 def plot_path(rows, path, title):
     """Fig. 2: accuracy against mu (log scale, the dense model dashed) and against sparsity."""
-    plt = visualize.pyplot()
+    plt = figures.pyplot()
     fig, (by_mu, by_sparsity) = plt.subplots(1, 2, figsize=(10, 3.8))
     path_rows_only = rows[1:]
     by_mu.semilogx([r["mu"] for r in path_rows_only], [r["accuracy"] for r in path_rows_only], "o-")
@@ -101,7 +94,7 @@ def plot_path(rows, path, title):
     by_sparsity.set_xlabel("sparsity of the sparsified layers (%)")
     by_sparsity.set_ylabel("test accuracy")
     fig.suptitle(title)
-    visualize.save_figure(fig, path)
+    figures.save_figure(fig, path)
 
 
 def write_outputs(record, baseline_accuracy, summary, workdir, title):

@@ -17,9 +17,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from sparse_keras import analysis, benchmark, io, shrinking, visualize
+from sparse_keras import analysis, benchmark, shrinking
+from sparse_keras.reports import plots
 from sparse_keras.training import optimizers
 from sparse_keras.training import workdir as workdir_lib
+from sparse_keras.utils import files
 
 OUTPUTS = ("architecture.md", "architecture.png", "training.png", "model.keras", "saved_model", "report.md",
            "report.json")
@@ -79,7 +81,7 @@ class Summaries:
         if self.history_file:
             history = load_json(self.history_file)
             history[str(step)] = row  # keyed by epoch: an epoch run again after a resume replaces its row
-            io.write_text(self.history_file, json.dumps(history, indent=2))
+            files.write_text(self.history_file, json.dumps(history, indent=2))
         print("  " + epoch_line(row))
 
 
@@ -128,12 +130,12 @@ def write_outputs(config, job, workdir):
     architecture = analysis.report(model, tau=tau, scheme=scheme)
     workdir_lib.kill_point("architecture")
     architecture.save(os.path.join(workdir, "architecture"))
-    analysis.plot_architecture(architecture, os.path.join(workdir, "architecture.png"),
+    plots.plot_architecture(architecture, os.path.join(workdir, "architecture.png"),
                                title=f"{config.model.name}, {config.method.name}")
     transitions = load_json(os.path.join(workdir, "transitions.json"))
     history = [row for _, row in sorted(load_json(os.path.join(workdir, "history.json")).items(), key=lambda kv: int(kv[0]))]
     if history:
-        visualize.plot_training(history, os.path.join(workdir, "training.png"),
+        plots.plot_training(history, os.path.join(workdir, "training.png"),
                                 title=f"{config.model.name} on {config.data.name}, {config.method.name}: stage by stage")
     summary = {
         "model": config.model.name,
@@ -178,8 +180,8 @@ def write_outputs(config, job, workdir):
     if comparison is not None:
         markdown += "\n## Shrunk model (what is exported)\n\n" + comparison.to_markdown()
     workdir_lib.kill_point("report")
-    io.write_text(os.path.join(workdir, "report.md"), markdown)
-    io.write_text(os.path.join(workdir, "report.json"), json.dumps(summary, indent=2))
+    files.write_text(os.path.join(workdir, "report.md"), markdown)
+    files.write_text(os.path.join(workdir, "report.json"), json.dumps(summary, indent=2))
     print(markdown)
     return summary, tuple(written)
 
@@ -188,7 +190,7 @@ def _shrink(model, input_shape, tau, workdir):
     """The physically smaller model and its measured comparison with ``model`` (CPU, TensorFlow)."""
     shrunk = shrinking.shrink(model, tau=tau)
     comparison = benchmark.compare(model, shrunk, input_shape, batch_sizes=(1, 64), runtimes=("tf",))
-    with io.atomic_path(os.path.join(workdir, "dense_with_zeros.keras")) as tmp:
+    with files.atomic_path(os.path.join(workdir, "dense_with_zeros.keras")) as tmp:
         model.save(tmp)
     return shrunk, comparison
 
@@ -212,7 +214,7 @@ def _report_markdown(summary, architecture):
 def export(model, workdir):
     """``model.keras`` and ``saved_model/`` in ``workdir``, each appearing whole or not at all."""
     workdir_lib.kill_point("model.keras")
-    with io.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
+    with files.atomic_path(os.path.join(workdir, "model.keras")) as tmp:
         model.save(tmp)
     workdir_lib.kill_point("saved_model")
     final = os.path.join(workdir, "saved_model")

@@ -36,12 +36,13 @@ import math
 import os
 from typing import Callable
 
-from sparse_keras import io, lrsd, prune, regularizers
+from sparse_keras import lrsd, prune, regularizers
 from sparse_keras.admm import ADMM, MuPath, check_stability
 from sparse_keras.layers import csc, lst
 from sparse_keras.models import admm_paper
 from sparse_keras.sparsity import attach, complexity, masking
 from sparse_keras.training import mu_path, optimizers
+from sparse_keras.utils import files
 
 METHODS = ("none", "lst", "csc", "ssr", "admm", "lrsd")
 
@@ -281,7 +282,7 @@ def _lrsd(config, model, train):
             percent("train:end"), percent("train:after_transition"), 100 * summary["test_accuracy"],
         )
         summary["lrsd_compression"] = counts.to_dict()
-        io.write_text(os.path.join(workdir, "lrsd_table.md"), lrsd.results_table([row]) + "\n" + counts.to_markdown())
+        files.write_text(os.path.join(workdir, "lrsd_table.md"), lrsd.results_table([row]) + "\n" + counts.to_markdown())
         lrsd.plot_layer_ratios(counts, os.path.join(workdir, "lrsd_layers.png"))
         return ("lrsd_table.md", "lrsd_layers.png")
 

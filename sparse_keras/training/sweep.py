@@ -27,7 +27,7 @@ only way to tell an architecture's advantage from the spread between runs.
 Writes to ``workdir``: ``frontier.{md,csv,json}`` (one row per point), ``frontier.png`` (accuracy vs
 multiply-adds and vs latency), ``comparison.md`` (every learned architecture against its uniformly thinned
 twin of the same multiply-adds: accuracy gain, measured speed ratio, per seed and averaged;
-:func:`sparse_keras.frontier.compare_with_uniform`), ``widths.png`` (the structured-sparsity paper Fig. 1) and ``sizes.png``
+:func:`sparse_keras.reports.frontier.compare_with_uniform`), ``widths.png`` (the structured-sparsity paper Fig. 1) and ``sizes.png``
 (Fig. 3), per seed in ``seed_<s>/`` when there are several.
 """
 
@@ -37,11 +37,13 @@ import shutil
 
 import keras
 
-from sparse_keras import analysis, benchmark, frontier, io, models
+from sparse_keras import analysis, benchmark, models
 from sparse_keras import data as data_lib
 from sparse_keras.models import keras_file
+from sparse_keras.reports import frontier, plots
 from sparse_keras.training import experiment
 from sparse_keras.training import workdir as workdir_lib
+from sparse_keras.utils import files
 
 VARIANTS = ("plain", "omega3")
 REGULARIZERS = ("kernel", "size", "both")
@@ -117,7 +119,7 @@ def _write_architecture(point_dir, base):
     """``<point_dir>/architecture_init.keras``: the point's exported model with ``base``'s initializers."""
     path = os.path.join(point_dir, "architecture_init.keras")
     if not os.path.exists(path):
-        with io.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             keras_file.reinitialized(_exported(point_dir), like=base).save(tmp)
     return path
 
@@ -180,7 +182,7 @@ def _latencies(workdirs, input_shape, batches, repeats, rounds):
 
 
 def run(config, workdir, overwrite=False):
-    """The whole sweep; returns the list of :class:`sparse_keras.frontier.FrontierPoint`.
+    """The whole sweep; returns the list of :class:`sparse_keras.reports.frontier.FrontierPoint`.
 
     Each point is its own run (:func:`.experiment.run`): finished points are reused, a point whose config
     changed is refused; ``overwrite`` deletes the whole sweep's workdir first.
@@ -215,17 +217,17 @@ def run(config, workdir, overwrite=False):
     title = f"{config.model.name} on {config.data.name}, tau = {config.method.tau:g}"
     frontier.write_table(points, os.path.join(workdir, "frontier"))
     frontier.write_comparison(points, os.path.join(workdir, "comparison.md"))
-    frontier.plot_frontier(points, os.path.join(workdir, "frontier.png"), title=title)
+    plots.plot_frontier(points, os.path.join(workdir, "frontier.png"), title=title)
     for seed in seeds or (None,):  # the family plots of each seed's architectures, beside its runs
         family = [p for p in points if p.seed == seed]
         family_dir = workdir if seed is None else os.path.join(workdir, f"seed_{seed}")
-        frontier.plot_width_family(family, os.path.join(family_dir, "widths.png"), title=f"Learned widths: {title}")
+        plots.plot_width_family(family, os.path.join(family_dir, "widths.png"), title=f"Learned widths: {title}")
         try:
-            frontier.plot_size_family(family, os.path.join(family_dir, "sizes.png"),
+            plots.plot_size_family(family, os.path.join(family_dir, "sizes.png"),
                                       title=f"Learned kernel sizes: {title}")
         except ValueError as error:  # every kernel of every point vanished: nothing to histogram
             print(f"no sizes.png: {error}")
-    io.write_text(os.path.join(workdir, "sweep_config.json"), config.to_json_best_effort(indent=2))
+    files.write_text(os.path.join(workdir, "sweep_config.json"), config.to_json_best_effort(indent=2))
     print(open(os.path.join(workdir, "frontier.md")).read())
     if os.path.exists(os.path.join(workdir, "comparison.md")):
         print(open(os.path.join(workdir, "comparison.md")).read())

@@ -20,7 +20,7 @@ import shutil
 import signal
 import socket
 
-from sparse_keras import io
+from sparse_keras.utils import files
 
 CONFIG_FILE = "config.json"
 LOCK_FILE = ".lock"
@@ -193,7 +193,7 @@ def claim(workdir, config, overwrite=False, ignore=()):
         _remove_temporaries(workdir)
         resumed = _check_identity(workdir, config, ignore)
         if not resumed:
-            io.write_text(os.path.join(workdir, CONFIG_FILE), json.dumps(config, indent=2, sort_keys=True))
+            files.write_text(os.path.join(workdir, CONFIG_FILE), json.dumps(config, indent=2, sort_keys=True))
         yield resumed
     finally:
         _release_lock(workdir)
@@ -213,4 +213,4 @@ def mark_finished(workdir, outputs):
     missing = [name for name in outputs if not os.path.exists(os.path.join(workdir, name))]
     if missing:
         raise FileNotFoundError(f"Cannot mark {workdir!r} finished: {missing} are not written")
-    io.write_text(os.path.join(workdir, FINISHED_FILE), json.dumps({"outputs": sorted(outputs)}, indent=2))
+    files.write_text(os.path.join(workdir, FINISHED_FILE), json.dumps({"outputs": sorted(outputs)}, indent=2))
