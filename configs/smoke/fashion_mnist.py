@@ -3,7 +3,7 @@
   python -m train.train --config=configs/smoke/fashion_mnist.py:admm --workdir=/tmp/smoke
   (the part after ':' picks the method: none, ssr, admm, lrsd)
 
-Numbers from these runs mean nothing; they prove the path works end to end (tests/test_train_binary.py).
+Numbers from these runs mean nothing; they prove the path works end to end (tests/training/test_train_binary.py).
 """
 from configs import common
 

@@ -8,7 +8,7 @@ lr * alpha around zero), so the smoke run thresholds at 5e-2 with strong alphas.
 """
 from configs.ssr import base
 
-STRONG_ALPHA = 0.3  # removes part, not all, of the quarter-width base in 32 steps (tests/test_sweep.py)
+STRONG_ALPHA = 0.3  # removes part, not all, of the quarter-width base in 32 steps (tests/training/test_sweep.py)
 
 
 def get_config():

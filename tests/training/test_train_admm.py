@@ -11,7 +11,7 @@ pytestmark = pytest.mark.tf_only
 from configs.admm import admm_cnn_fashion_mnist  # noqa: E402
 from sparse_keras.training import experiment  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _config(pretrained=None, **overrides):

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = [pytest.mark.tf_only, pytest.mark.slow]
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = os.path.join(REPO, "configs", "smoke", "fashion_mnist.py")
 
 

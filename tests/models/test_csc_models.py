@@ -20,7 +20,7 @@ once = pytest.mark.skipif(
 # Structure and parameter-count tests need no accurate step size: one power iteration per layer keeps
 # the builds of the 17-CSC-layer models quick.
 QUICK = {"csc_kwargs": {"power_iterations": 1}}
-CONFIGS = sorted(p.stem for p in pathlib.Path(__file__).parents[1].joinpath("configs", "csc").glob("*.py")
+CONFIGS = sorted(p.stem for p in pathlib.Path(__file__).parents[2].joinpath("configs", "csc").glob("*.py")
                  if p.stem not in ("__init__", "base"))
 
 

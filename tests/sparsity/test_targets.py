@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import sparse_keras as sk
-from tests.test_shrink import assert_same_outputs, randomize_batch_norms
-from tests.test_structure import build, depthwise, residual
+from tests.shrinking.test_shrink import assert_same_outputs, randomize_batch_norms
+from tests.sparsity.test_structure import build, depthwise, residual
 
 L = keras.layers
 

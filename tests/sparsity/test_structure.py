@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import sparse_keras as sk
-from tests.test_shrink import assert_same_outputs, randomize_batch_norms
+from tests.shrinking.test_shrink import assert_same_outputs, randomize_batch_norms
 
 L = keras.layers
 

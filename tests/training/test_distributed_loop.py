@@ -3,7 +3,7 @@
 Replication is tested on 2 logical CPU devices (as Keras' ``distribute_test.py`` does). TensorFlow only
 accepts that configuration before it initialises its devices, which other test files in this pytest
 process may have done already, so the distributed scenarios run in a fresh interpreter: this file run
-as a script (``python tests/test_distributed_loop.py scenarios``) configures the devices, runs every
+as a script (``python tests/training/test_distributed_loop.py scenarios``) configures the devices, runs every
 scenario once and prints the results as JSON, which the tests below check one by one. The same script
 mode runs the two workers of the ``MultiWorkerMirroredStrategy`` test (``... worker INDEX PORT PORT``).
 """
@@ -31,7 +31,7 @@ from sparse_keras.training import loop  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+REPO = pathlib.Path(__file__).resolve().parents[2]
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
 
 

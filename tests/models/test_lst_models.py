@@ -14,7 +14,7 @@ import pytest
 from sparse_keras import models
 from sparse_keras.models import lstnet
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs" / "lst"
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "configs" / "lst"
 
 
 def trainable_params(model):

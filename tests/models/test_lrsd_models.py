@@ -10,7 +10,7 @@ import pytest
 from sparse_keras import lrsd, models
 from sparse_keras.layers import LRSDConv2D, LRSDDense
 
-CONFIGS = sorted(p.stem for p in pathlib.Path(__file__).parents[1].joinpath("configs", "lrsd").glob("*.py")
+CONFIGS = sorted(p.stem for p in pathlib.Path(__file__).parents[2].joinpath("configs", "lrsd").glob("*.py")
                  if p.stem not in ("__init__", "base"))
 
 

@@ -8,8 +8,8 @@ import pytest
 
 import sparse_keras as sk
 from sparse_keras.regularizers import CoupledGroupLasso
-from tests.test_shrink import assert_same_outputs
-from tests.test_structure import build, depthwise, squeeze_excite
+from tests.shrinking.test_shrink import assert_same_outputs
+from tests.sparsity.test_structure import build, depthwise, squeeze_excite
 
 
 def data(n=32):
