@@ -154,12 +154,7 @@ def _smoke(method="admm", **overrides):
     from configs.smoke import fashion_mnist
 
     config = fashion_mnist.get_config(method)
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)  # dotted keys, as on the command line
     return config
 
 

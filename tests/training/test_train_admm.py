@@ -23,12 +23,7 @@ def _config(pretrained=None, **overrides):
     config.data.train_examples = 512
     config.optimizer.learning_rate = 0.01
     config.method.mu_path.update(start=0.5, stop=50.0, num=2, nu=1, xi=1)
-    for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            node = node[parent]
-        node[leaf] = value
+    config.update_from_flattened_dict(overrides)  # dotted keys, as on the command line
     return config
 
 
