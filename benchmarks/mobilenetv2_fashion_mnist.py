@@ -30,7 +30,7 @@ One dense pre-training (Adam, cosine decay) gives the weights every method start
   MACs and parameters from ``sk.analysis.report`` (checked against the shrunk model's), and CPU latency of
   shrunk vs dense at batch 1 and 64 (``sk.benchmark.compare``: alternating rounds, each model's best median);
 * ``tfmot``: :mod:`benchmarks.tfmot_mobilenetv2` in its own legacy-Keras process, same data and dense
-  weights, ``prune_low_magnitude`` at ``1 - budget`` weight sparsity for ``finetune_epochs``.
+  weights, ``prune_low_magnitude`` to the budget on paper (its non-zero weights' multiply-adds) for ``finetune_epochs``.
 
 Writes ``<out>/mobilenetv2_fashion_mnist.json`` and ``.md`` (atomically) and prints the table and verdicts.
 """
@@ -246,7 +246,7 @@ def run_tfmot(dense, data, args):
                  for layer in dense.layers for i, w in enumerate(layer.weights)}
         np.savez(path, x_train=data[0], y_train=data[1], x_test=data[2], y_test=data[3], **named)
         command = [sys.executable, "-m", "benchmarks.tfmot_mobilenetv2", "--data", path,
-                   "--target_sparsity", repr(1 - args.macs), "--alpha", repr(args.alpha),
+                   "--macs", repr(args.macs), "--alpha", repr(args.alpha),
                    "--epochs", str(args.finetune_epochs), "--batch_size", str(args.batch_size),
                    "--learning_rate", repr(args.finetune_learning_rate), "--seed", str(args.seed),
                    "--latency_rounds", str(args.latency_rounds), "--latency_repeats", str(args.latency_repeats)]
@@ -262,14 +262,21 @@ def run_tfmot(dense, data, args):
 
 
 # -- verdicts and the table -----------------------------------------------------------------------------
+def reductions(row, dense):
+    """``(executed, claimed)`` multiply-add reductions: tfmot claims its non-zero weights' count on paper."""
+    executed = dense["macs"] / max(row["macs"], 1)
+    return executed, dense["macs"] / max(row.get("paper_macs", row["macs"]), 1)
+
+
 def verdicts(row, dense):
-    """``{goal: bool}`` for one pruned row against the dense row."""
-    reduction = dense["macs"] / max(row["macs"], 1)
+    """``{goal: bool}`` for one pruned row against the dense row; the speedup is judged against the claimed
+    reduction (for tfmot the on-paper one, which its dense-shaped model cannot turn into time)."""
+    reduction, claimed = reductions(row, dense)
     speedup = row["dense_latency_ms"]["64"] / row["latency_ms"]["64"]
     return {
         "macs": reduction >= MAC_GOAL,
         "accuracy": row["accuracy"] >= dense["accuracy"] - ACCURACY_GOAL,
-        "speedup": speedup >= EFFICIENCY_GOAL * reduction,
+        "speedup": speedup >= EFFICIENCY_GOAL * claimed,
     }
 
 
@@ -353,11 +360,12 @@ def format_table(result, command):
 
 def verdict_line(row, dense):
     v = row["verdicts"]
-    reduction = dense["macs"] / max(row["macs"], 1)
+    reduction, claimed = reductions(row, dense)
     speedup = row["dense_latency_ms"]["64"] / row["latency_ms"]["64"]
-    parts = [f"MACs {reduction:.2f}x {'PASS' if v['macs'] else 'FAIL'}",
+    paper = f" executed ({claimed:.2f}x on paper)" if claimed != reduction else ""
+    parts = [f"MACs {reduction:.2f}x{paper} {'PASS' if v['macs'] else 'FAIL'}",
              f"accuracy {row['accuracy'] - dense['accuracy']:+.2f} points {'PASS' if v['accuracy'] else 'FAIL'}",
-             f"speedup {speedup:.2f}x vs needed {EFFICIENCY_GOAL * reduction:.2f}x {'PASS' if v['speedup'] else 'FAIL'}"]
+             f"speedup {speedup:.2f}x vs needed {EFFICIENCY_GOAL * claimed:.2f}x {'PASS' if v['speedup'] else 'FAIL'}"]
     overall = "PASS" if all(v.values()) else "FAIL"
     return f"- {overall} {LABELS[row['method']]}: " + "; ".join(parts)
 

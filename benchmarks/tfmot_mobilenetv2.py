@@ -3,13 +3,14 @@
 tfmot 0.8.1 works with legacy Keras 2 only, so this runs as its own process under ``TF_USE_LEGACY_KERAS=1``
 with ``tf_keras.applications.MobileNetV2`` (the same layer names and weight order as Keras 3's)::
 
-  TF_USE_LEGACY_KERAS=1 python -m benchmarks.tfmot_mobilenetv2 --data inputs.npz --target_sparsity 0.5
+  TF_USE_LEGACY_KERAS=1 python -m benchmarks.tfmot_mobilenetv2 --data inputs.npz --macs 0.5
 
 The ``.npz`` holds the very examples and dense pre-trained weights the Keras 3 methods start from
 (``x_train``, ``y_train``, ``x_test``, ``y_test`` as 28x28x1 images in [0, 1], and ``w:<layer>:<index>``).
-Every prunable layer (convolutions, depthwise convolutions, the classifier) is pruned to the target weight
-sparsity from the first step (``ConstantSparsity``), then trained for ``--epochs`` with the same optimizer
-and learning-rate schedule as the Keras 3 side's fine-tuning. The sparsity is unstructured: the stripped
+Every layer tfmot prunes (Conv2D and the Dense classifier; tfmot 0.8.1 does not prune DepthwiseConv2D) is
+pruned from the first step (``ConstantSparsity``) to one weight sparsity, chosen so that the non-zero
+weights leave ``--macs`` of the multiply-adds (:func:`sparsity_for_macs`), then trained for ``--epochs``
+with the same optimizer and learning-rate schedule as the Keras 3 side's fine-tuning. The sparsity is unstructured: the stripped
 model keeps every weight's slot, so it runs the dense model's multiply-adds; :func:`paper_macs` counts
 the multiply-adds by non-zero weights, which only a sparse kernel could skip. Latency is measured for the
 dense and the pruned ``tf_keras`` model side by side. Prints one JSON line, the last line of stdout.
@@ -67,6 +68,26 @@ def paper_macs(model):
     return executed, nonzero
 
 
+def sparsity_for_macs(model, macs):
+    """The weight sparsity of the layers tfmot prunes that leaves ``macs`` of the model's multiply-adds on paper.
+
+    tfmot 0.8.1 prunes ``kernel`` of Conv2D and Dense but nothing of DepthwiseConv2D (its prune registry lists
+    no prunable weight for it), so those layers' multiply-adds stay and the others must lose more than
+    ``1 - macs``.
+    """
+    fixed = prunable = 0
+    for layer in model.layers:
+        positions = int(np.prod(layer.output_shape[1:-1] or (1,)))
+        if getattr(layer, "depthwise_kernel", None) is not None:
+            fixed += positions * int(np.prod(layer.depthwise_kernel.shape))
+        elif getattr(layer, "kernel", None) is not None:
+            prunable += positions * int(np.prod(layer.kernel.shape))
+    sparsity = 1 - (macs * (fixed + prunable) - fixed) / prunable
+    if not 0 <= sparsity < 1:
+        raise ValueError(f"macs={macs} cannot be reached by pruning Conv2D/Dense kernels alone (sparsity {sparsity:.3f})")
+    return float(sparsity)
+
+
 def side_by_side_ms(predicts, input_shape, rounds, repeats):
     """Each model's fastest round of median latencies (ms) at batch 1 and 64, the models alternating."""
     best = [{} for _ in predicts]
@@ -99,8 +120,9 @@ def run(data, args):
         return model
 
     dense = mobilenetv2()  # the latency reference; the pruning wrappers share (and prune) their layer's weights
+    target = args.target_sparsity if args.macs is None else sparsity_for_macs(dense, args.macs)
     steps_per_epoch = -(-len(x_train) // args.batch_size)
-    schedule = sparsity.ConstantSparsity(args.target_sparsity, begin_step=0, frequency=min(100, steps_per_epoch))
+    schedule = sparsity.ConstantSparsity(target, begin_step=0, frequency=min(100, steps_per_epoch))
     pruned = sparsity.prune_low_magnitude(mobilenetv2(), pruning_schedule=schedule)
     learning_rate = tf_keras.optimizers.schedules.CosineDecay(args.learning_rate, args.epochs * steps_per_epoch)
     pruned.compile(tf_keras.optimizers.Adam(learning_rate), "sparse_categorical_crossentropy")
@@ -116,7 +138,7 @@ def run(data, args):
                                           args.latency_rounds, args.latency_repeats)
     return {
         "method": "tfmot",
-        "target_sparsity": float(args.target_sparsity),
+        "target_sparsity": target,
         "accuracy": 100.0 * float(np.mean(np.argmax(probabilities, axis=-1) == y_test)),
         "params": total,
         "nonzero_params": nonzero,
@@ -132,7 +154,9 @@ def run(data, args):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.tfmot_mobilenetv2", description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help=".npz with x_train, y_train, x_test, y_test, w:<layer>:<i>")
-    parser.add_argument("--target_sparsity", type=float, required=True, help="fraction of zero weights, [0, 1)")
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target_sparsity", type=float, help="fraction of zero weights of the pruned layers, [0, 1)")
+    target.add_argument("--macs", type=float, help="fraction of the multiply-adds to keep on paper (0, 1]")
     parser.add_argument("--alpha", type=float, default=0.5, help="MobileNetV2 width multiplier")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs under pruning")
     parser.add_argument("--batch_size", type=int, default=64)
@@ -141,8 +165,10 @@ def parse_args(argv=None):
     parser.add_argument("--latency_rounds", type=int, default=3)
     parser.add_argument("--latency_repeats", type=int, default=20)
     args = parser.parse_args(argv)
-    if not 0 <= args.target_sparsity < 1:
+    if args.target_sparsity is not None and not 0 <= args.target_sparsity < 1:
         parser.error(f"--target_sparsity must be in [0, 1), got {args.target_sparsity}")
+    if args.macs is not None and not 0 < args.macs <= 1:
+        parser.error(f"--macs must be in (0, 1], got {args.macs}")
     for key in ("epochs", "batch_size", "latency_rounds", "latency_repeats"):
         if getattr(args, key) < 1:
             parser.error(f"--{key} must be a positive integer, got {getattr(args, key)}")
