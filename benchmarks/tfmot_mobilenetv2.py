@@ -114,6 +114,9 @@ def run(data, args):
     def mobilenetv2():
         model = tf_keras.applications.MobileNetV2(weights=None, alpha=args.alpha, input_shape=input_shape, classes=10)
         _set_weights_by_name(model, weights)
+        for layer in model.layers:
+            if isinstance(layer, tf_keras.layers.BatchNormalization):
+                layer.momentum = args.bn_momentum  # as on the Keras 3 side
         assigned = sum(len(layer.weights) for layer in model.layers)
         if assigned != len(weights):
             raise ValueError(f"the .npz holds {len(weights)} weights, tf_keras MobileNetV2 has {assigned}")
@@ -158,6 +161,7 @@ def parse_args(argv=None):
     target.add_argument("--target_sparsity", type=float, help="fraction of zero weights of the pruned layers, [0, 1)")
     target.add_argument("--macs", type=float, help="fraction of the multiply-adds to keep on paper (0, 1]")
     parser.add_argument("--alpha", type=float, default=0.5, help="MobileNetV2 width multiplier")
+    parser.add_argument("--bn_momentum", type=float, default=0.99, help="BatchNormalization momentum")
     parser.add_argument("--epochs", type=int, default=3, help="training epochs under pruning")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--learning_rate", type=float, default=1e-3, help="Adam, cosine decay to 0")
