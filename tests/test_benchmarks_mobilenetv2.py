@@ -64,7 +64,7 @@ def test_the_data_are_32x32_rgb_in_a_fixed_order_per_seed():
 
 
 @pytest.mark.slow
-@pytest.mark.tf_only  # the data come from tfds
+@pytest.mark.tf_only  # the data come from tfds; about 70 s on 2 CPU cores shared with other jobs (compilation)
 def test_quick_run_prunes_shrinks_and_reports_exactly(tmp_path):
     result = bench.main(["--quick", "--methods", "l1", "--out", str(tmp_path)])
     dense, row = result["rows"]
