@@ -21,7 +21,8 @@ and ``CSCConv2D(64, 3, refresh_step_size=False)`` (no power iteration: its cost 
 ``--reference`` adds, for every CSC model and the CSC layer, a twin whose synthesis ``A(z)`` is the
 transposed convolution the layer used before issue 18 (:func:`sparse_keras.layers.csc.transposed_synthesis`,
 the same numbers), timed in the same interleaved rounds: the report prints the speed-up of today's
-:func:`~sparse_keras.layers.csc.phase_synthesis` over it.
+:func:`~sparse_keras.layers.csc.phase_synthesis` over it on JAX (on TensorFlow the layer still uses the
+transposed convolution, so both sides are the same computation there: the ratio shows the noise).
 
 No TensorFlow import here: the GPU machine has JAX only.
 """

@@ -14,9 +14,10 @@ Operators (Keras Conv2D kernel layout ``(kh, kw, in, filters)``, the official co
   ``p = (k - 1) // 2`` on every side with the kernel, with stride ``s``: a Conv2D.
 * ``A(z)`` (synthesis, z-space -> x-space) is its exact adjoint: a 'valid' transposed convolution cropped by
   ``p`` at the top/left to the input size. Keras' 'same' padding pads bottom/right only at stride 2, which
-  would make the pair non-adjoint, hence the explicit symmetric padding. It is computed as ``strides**2``
-  stride-1 convolutions with the flipped kernel (:func:`phase_synthesis`), equal to the transposed convolution
-  (:func:`transposed_synthesis`), whose kernel gradient XLA CPU computes 20-50x slower (issue 18).
+  would make the pair non-adjoint, hence the explicit symmetric padding. On JAX it is computed as
+  ``strides**2`` stride-1 convolutions with the flipped kernel (:func:`phase_synthesis`), equal to the
+  transposed convolution (:func:`transposed_synthesis`, kept on TensorFlow), whose kernel gradient XLA CPU
+  computes 20-50x slower (issue 18).
 
 Step size ``t = step_factor / L`` (0.9 / L in the paper), ``L`` the dominant eigenvalue of ``A^T A`` by power
 iteration (eq. A.4-A.5: at most 50 iterations, stop when ``||v_new - v||_2 < sqrt(1e-5)``, warm-started from
@@ -203,11 +204,13 @@ class CSCConv2D(keras.layers.Layer):
 
     def synthesis(self, z, kernel=None, output_size=None):
         """``A(z)``, the exact adjoint of :meth:`analysis`, of size ``output_size`` (default: the layer's input
-        size); computed by :func:`phase_synthesis` (the transposed convolution it equals,
-        :func:`transposed_synthesis`, is ~20-50x slower to differentiate on XLA CPU)."""
+        size). JAX: :func:`phase_synthesis` (XLA CPU differentiates the transposed convolution ~20-50x slower
+        with respect to its kernel); TensorFlow: :func:`transposed_synthesis`, whose native gradient kernels
+        trained SDNet-18-All faster there (issue 18). The two are equal, tested on both backends."""
         kernel = self.kernel if kernel is None else kernel
         output_size = self.input_size if output_size is None else output_size
-        return phase_synthesis(z, ops.cast(kernel, z.dtype), self.strides, output_size)
+        synthesis = phase_synthesis if keras.backend.backend() == "jax" else transposed_synthesis
+        return synthesis(z, ops.cast(kernel, z.dtype), self.strides, output_size)
 
     def reconstruct(self, z, output_size=None):
         """The layer input that the code ``z`` explains, ``A(z)`` (Dai et al. 2022 eq. B.2 for one layer).
