@@ -18,6 +18,12 @@ ratio is the median of per-round ratios (both sides measured seconds apart). The
 ``Input(32x32x64) -> layer`` models with a mean-squared-error loss: ``Conv2D(64, 3)``, ``CSCConv2D(64, 3)``
 and ``CSCConv2D(64, 3, refresh_step_size=False)`` (no power iteration: its cost is the difference).
 
+``--reference`` adds, for every CSC model and the CSC layer, a twin whose synthesis ``A(z)`` is the
+transposed convolution the layer used before issue 18 (:func:`sparse_keras.layers.csc.transposed_synthesis`,
+the same numbers), timed in the same interleaved rounds: the report prints the speed-up of today's
+:func:`~sparse_keras.layers.csc.phase_synthesis` over it on JAX (on TensorFlow the layer still uses the
+transposed convolution, so both sides are the same computation there: the ratio shows the noise).
+
 No TensorFlow import here: the GPU machine has JAX only.
 """
 
@@ -27,6 +33,7 @@ import shlex
 import statistics
 import sys
 import time
+import types
 
 import keras
 import numpy as np
@@ -35,6 +42,7 @@ from benchmarks.regularizer_overhead import _positive_int
 from benchmarks.regularizer_overhead import describe_device
 from sparse_keras import models
 from sparse_keras.layers import CSCConv2D
+from sparse_keras.layers import csc
 
 MODELS = ("resnet18_cifar", "sdnet18", "sdnet18_all")
 PAPER_IMAGES_PER_S = {"sdnet18": "8,300 (official PyTorch, H100); paper 1,500 (Table D.1)",
@@ -61,6 +69,7 @@ class Result:
     n_iter: int
     models: tuple  # of Timing
     layers: tuple  # of Timing: conv, csc, csc_frozen_step
+    references: tuple = ()  # of (name, Timing) pairs: the variant and its transposed-synthesis twin
 
     def images_per_s(self, timing, phase):
         return self.batch_size / statistics.median(getattr(timing, f"{phase}_s"))
@@ -83,6 +92,8 @@ def parse_args(argv=None):
     parser.add_argument("--input_size", type=_positive_int, default=32, help="image side of the models")
     parser.add_argument("--layer_size", type=_positive_int, default=32, help="feature-map side of the layer test")
     parser.add_argument("--n_iter", type=_positive_int, default=2, help="FISTA iterations of every CSC layer")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time every CSC variant with the pre-issue-18 transposed-convolution synthesis")
     parser.add_argument("--quick", action="store_true", help=f"smoke run, overrides the sizes with {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:
@@ -100,27 +111,31 @@ def run(args):
     """Builds and times every variant; returns a :class:`Result`."""
     rng = np.random.default_rng(0)
     csc_kwargs = {"n_iter": args.n_iter}
-    variants = {}
+    variants, references = {}, []
     for name in args.models:
-        keras.utils.set_random_seed(0)
         shape = (args.input_size, args.input_size, 3)
         extra = {} if name.startswith("resnet") else {"n_iter": args.n_iter}
-        model = models.get(name, num_classes=10, input_shape=shape, **extra)
-        model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        labels = rng.integers(0, 10, size=(args.batch_size,)).astype("int32")
-        variants[name] = (model, _batch(rng, args.batch_size, shape), labels)
+        x, labels = _batch(rng, args.batch_size, shape), rng.integers(0, 10, size=(args.batch_size,)).astype("int32")
+        for reference in (False, True) if args.reference and extra else (False,):
+            keras.utils.set_random_seed(0)
+            model = models.get(name, num_classes=10, input_shape=shape, **extra)
+            model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            variants[_variant_name(name, reference, references)] = (_with_reference(model, reference), x, labels)
     layer_shape = (args.layer_size, args.layer_size, 64)
-    for name, layer in (
-        ("conv", keras.layers.Conv2D(64, 3, padding="same", use_bias=False)),
-        ("csc", CSCConv2D(64, 3, **csc_kwargs)),
-        ("csc_frozen_step", CSCConv2D(64, 3, refresh_step_size=False, **csc_kwargs)),
+    x = _batch(rng, args.batch_size, layer_shape)
+    for name, make_layer in (
+        ("conv", lambda: keras.layers.Conv2D(64, 3, padding="same", use_bias=False)),
+        ("csc", lambda: CSCConv2D(64, 3, **csc_kwargs)),
+        ("csc_frozen_step", lambda: CSCConv2D(64, 3, refresh_step_size=False, **csc_kwargs)),
     ):
-        inputs = keras.Input(layer_shape)
-        model = keras.Model(inputs, layer(inputs), name=name)
-        model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
-        x = _batch(rng, args.batch_size, layer_shape)
-        variants[name] = (model, x, keras.ops.zeros_like(x))
+        for reference in (False, True) if args.reference and name == "csc" else (False,):
+            keras.utils.set_random_seed(0)
+            inputs = keras.Input(layer_shape)
+            model = keras.Model(inputs, make_layer()(inputs), name=name)
+            model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+            variants[_variant_name(name, reference, references)] = (_with_reference(model, reference), x,
+                                                                    keras.ops.zeros_like(x))
 
     for model, x, y in variants.values():
         _time_block(model.train_on_batch, x, y, args.warmup)
@@ -143,7 +158,32 @@ def run(args):
         n_iter=args.n_iter,
         models=tuple(timings[n] for n in args.models),
         layers=tuple(timings[n] for n in ("conv", "csc", "csc_frozen_step")),
+        references=tuple((timings[n], timings[n + REFERENCE_SUFFIX]) for n in references),
     )
+
+
+REFERENCE_SUFFIX = "_transposed"
+
+
+def _variant_name(name, reference, references):
+    if reference:
+        references.append(name)
+        return name + REFERENCE_SUFFIX
+    return name
+
+
+def _with_reference(model, reference):
+    """``model``, its CSC layers switched to the transposed-convolution synthesis when ``reference``."""
+    if reference:
+        for layer in csc.csc_layers(model):
+            layer.synthesis = types.MethodType(_transposed_synthesis, layer)
+    return model
+
+
+def _transposed_synthesis(layer, z, kernel=None, output_size=None):
+    kernel = layer.kernel if kernel is None else kernel
+    output_size = layer.input_size if output_size is None else output_size
+    return csc.transposed_synthesis(z, keras.ops.cast(kernel, z.dtype), layer.strides, output_size)
 
 
 def _batch(rng, batch_size, shape):
@@ -186,6 +226,13 @@ def format_report(result, command):
         f"{result.ratio(frozen, conv, 'infer'):>10.2f}",
         f"{'power iteration share':<28} {1 - 1 / result.ratio(csc, frozen, 'train'):>10.1%}",
     ]
+    if result.references:
+        lines += ["", "speed-up of the phase synthesis over the transposed convolution (time before / time now)",
+                  f"{'variant':<28} {'train step':>10} {'inference':>10} {'train img/s before -> now':>28}"]
+        for now, before in result.references:
+            rates = f"{result.images_per_s(before, 'train'):.1f} -> {result.images_per_s(now, 'train'):.1f}"
+            lines.append(f"{now.name:<28} {result.ratio(before, now, 'train'):>10.2f} "
+                         f"{result.ratio(before, now, 'infer'):>10.2f} {rates:>28}")
     return "\n".join(lines)
 
 

@@ -205,6 +205,80 @@ def test_gradients_reach_the_dictionary_through_both_operators():
     np.testing.assert_allclose(np.sum(grad * direction), numeric, rtol=2e-2)
 
 
+@pytest.mark.parametrize(
+    "code_shape, kernel_size, strides, output_size",
+    [((6, 5, 3), 3, 1, (6, 5)), ((4, 4, 3), 3, 2, (8, 8)), ((4, 3, 3), 3, 2, (7, 5)), ((5, 5, 3), 7, 2, (10, 9)),
+     ((3, 3, 3), 1, 2, (6, 6)), ((4, 4, 3), 5, 1, (4, 4)), ((4, 4, 3), 3, 2, (11, 6)), ((4, 4, 3), 3, 1, (2, 7))],
+)
+def test_phase_synthesis_equals_the_transposed_convolution_with_gradients(code_shape, kernel_size, strides,
+                                                                         output_size):
+    """The fast synthesis (issue 18) against its definition, values and both gradients, on every backend."""
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(2, *code_shape)).astype("float32")
+    kernel = rng.normal(size=(kernel_size, kernel_size, 2, code_shape[-1])).astype("float32")
+    weights = rng.normal(size=(2, *output_size, 2)).astype("float32")  # a random cotangent
+
+    def weighted(synthesis, z, kernel):
+        return synthesis(keras.ops.convert_to_tensor(z), keras.ops.convert_to_tensor(kernel), strides,
+                         output_size) * weights
+
+    fast, reference = csc.phase_synthesis, csc.transposed_synthesis
+    np.testing.assert_allclose(to_numpy(weighted(fast, z, kernel)), to_numpy(weighted(reference, z, kernel)),
+                               atol=1e-5)
+    grad_z = [gradient(lambda v, f=f: weighted(f, v, kernel), z) for f in (fast, reference)]
+    grad_k = [gradient(lambda v, f=f: weighted(f, z, v), kernel) for f in (fast, reference)]
+    np.testing.assert_allclose(grad_z[0], grad_z[1], atol=1e-4)
+    np.testing.assert_allclose(grad_k[0], grad_k[1], atol=1e-4)
+
+
+class PhaseCSCConv2D(CSCConv2D):
+    """The layer with its synthesis pinned to one implementation, whatever the backend's default."""
+
+    synthesis_fn = staticmethod(csc.phase_synthesis)
+
+    def synthesis(self, z, kernel=None, output_size=None):
+        kernel = self.kernel if kernel is None else kernel
+        output_size = self.input_size if output_size is None else output_size
+        return self.synthesis_fn(z, keras.ops.cast(kernel, z.dtype), self.strides, output_size)
+
+
+class TransposedCSCConv2D(PhaseCSCConv2D):
+    """The layer as it was before issue 18 (and still is on TensorFlow): a transposed convolution."""
+
+    synthesis_fn = staticmethod(csc.transposed_synthesis)
+
+
+@pytest.mark.parametrize("kernel_size, strides, non_negative", [(3, 1, True), (3, 2, True), (7, 2, False)])
+def test_unrolled_fista_codes_and_gradients_equal_the_transposed_reference(kernel_size, strides, non_negative):
+    """The training-mode layer (power iteration, 3 FISTA iterations), both syntheses, on every backend."""
+    kwargs = {"filters": 4, "kernel_size": kernel_size, "strides": strides, "n_iter": 3, "non_negative": non_negative}
+    x = np.random.default_rng(12).normal(size=(2, 9, 8, 3)).astype("float32")
+    layers = []
+    for cls in (PhaseCSCConv2D, TransposedCSCConv2D):
+        keras.utils.set_random_seed(3)
+        layer = cls(**kwargs)
+        layer.build((None, 9, 8, 3))
+        layers.append(layer)
+    fast, reference = layers
+    np.testing.assert_allclose(to_numpy(fast.kernel), to_numpy(reference.kernel))
+    np.testing.assert_allclose(to_numpy(fast(x, training=True)), to_numpy(reference(x, training=True)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(fast.step_size), to_numpy(reference.step_size), rtol=1e-5)
+    cotangent = np.random.default_rng(13).normal(size=fast.compute_output_shape(x.shape)).astype("float32")
+
+    def code(layer, v, k):
+        step = keras.ops.convert_to_tensor(to_numpy(layer.step_size))
+        return cotangent * csc.fista(v, analysis=lambda u: layer.analysis(u, k),
+                                     synthesis=lambda u: layer.synthesis(u, k), step=step,
+                                     threshold=0.1 * step, n_iter=3, non_negative=non_negative)
+
+    kernel = to_numpy(fast.kernel)
+    grads_x = [gradient(lambda v, layer=layer: code(layer, v, kernel), x) for layer in layers]
+    grads_k = [gradient(lambda k, layer=layer: code(layer, x, k), kernel) for layer in layers]
+    assert np.abs(grads_k[0]).max() > 0
+    np.testing.assert_allclose(grads_x[0], grads_x[1], atol=1e-4)
+    np.testing.assert_allclose(grads_k[0], grads_k[1], atol=1e-4)
+
+
 def test_larger_lambda_at_test_time_gives_sparser_codes():
     layer = built_layer((6, 6, 2))
     x = np.random.default_rng(7).normal(size=(2, 6, 6, 2)).astype("float32")
