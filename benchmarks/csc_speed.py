@@ -19,7 +19,7 @@ ratio is the median of per-round ratios (both sides measured seconds apart). The
 and ``CSCConv2D(64, 3, refresh_step_size=False)`` (no power iteration: its cost is the difference).
 
 ``--reference`` adds, for every CSC model and the CSC layer, a twin whose synthesis ``A(z)`` is the
-transposed convolution the layer used before issue 18 (:func:`sparse_keras.layers.csc.transposed_synthesis`,
+transposed convolution the layer used before its phase synthesis (:func:`sparse_keras.layers.csc.transposed_synthesis`,
 the same numbers), timed in the same interleaved rounds: the report prints the speed-up of today's
 :func:`~sparse_keras.layers.csc.phase_synthesis` over it on JAX (on TensorFlow the layer still uses the
 transposed convolution, so both sides are the same computation there: the ratio shows the noise).
@@ -93,7 +93,7 @@ def parse_args(argv=None):
     parser.add_argument("--layer_size", type=_positive_int, default=32, help="feature-map side of the layer test")
     parser.add_argument("--n_iter", type=_positive_int, default=2, help="FISTA iterations of every CSC layer")
     parser.add_argument("--reference", action="store_true",
-                        help="also time every CSC variant with the pre-issue-18 transposed-convolution synthesis")
+                        help="also time every CSC variant with the former transposed-convolution synthesis")
     parser.add_argument("--quick", action="store_true", help=f"smoke run, overrides the sizes with {QUICK}")
     args = parser.parse_args(argv)
     if args.quick:

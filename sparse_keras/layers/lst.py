@@ -279,7 +279,7 @@ class LSTBlockI(_LSTBlock):
 
 @keras.saving.register_keras_serializable(package="sparse_keras")
 class InvertedLSTBlock(LSTBlockI):
-    """Seed 000's modified LST-I bottleneck, replacing MobileNetV2's inverted residual (Fig. 3).
+    """Li et al. 2020's modified LST-I bottleneck, replacing MobileNetV2's inverted residual (Fig. 3).
 
     The LST-I order with the expanded width ``E * C_in`` after T_s (``C_s = E * C_in / a**2``) and the three
     changes of Li et al. 2020 section 2: (1) ReLU6 for ReLU and ST with ``tau = 1e-8`` (the "ReLU6-ST" scheme,

@@ -21,7 +21,7 @@ ImageNet / Places365 (no official code; built from Tables II, IV-VII with the CI
   ``lstnet_mobilenetv2`` (:class:`~sparse_keras.layers.lst.InvertedLSTBlock`).
 
 Parameter bookkeeping: the official T_s holds its ``a*a`` filters once and repeats them over channels
-(``share_spatial=True``, our default). Seed 000's ImageNet/Places counts are reproduced when every channel's
+(``share_spatial=True``, our default). Li et al. 2020's ImageNet/Places counts are reproduced when every channel's
 copy is counted, i.e. with ``share_spatial=False``; see the LST-Net section of README.md.
 
 Every builder takes ``num_classes``, ``input_shape``, the LST hyper-parameters ``a``, ``kernel_size``,

@@ -99,7 +99,7 @@ def ssr_network(
     num_classes = registry.check_num_classes(num_classes)
     input_shape = registry.check_input_shape(input_shape)
     if len(input_shape) != 3:
-        raise ValueError(f"Seed 004's networks take images (height, width, channels); got input_shape={input_shape!r}")
+        raise ValueError(f"The structured-sparsity paper's networks take images (height, width, channels); got input_shape={input_shape!r}")
     if not layers_spec:
         raise ValueError("layers_spec needs at least one conv layer, got an empty list")
     multiplier = _check_multiplier(width_multiplier)
@@ -170,7 +170,7 @@ def _register(name, default_input_shape):
         return ssr_network(BASES[name], num_classes=num_classes, input_shape=input_shape, **kwargs)
 
     builder.__name__ = builder.__qualname__ = name
-    builder.__doc__ = f"Seed 004 Table 2 base architecture {name!r} (``plain=True`` for the plain variant); see `ssr_network`."
+    builder.__doc__ = f"The structured-sparsity paper's Table 2 base architecture {name!r} (``plain=True`` for the plain variant); see `ssr_network`."
     return registry.register(name)(builder)
 
 

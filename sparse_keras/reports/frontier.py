@@ -85,7 +85,7 @@ def write_table(points, prefix):
 
 
 def compare_with_uniform(points):
-    """Seed 004's claim put to the test: each learned architecture against the uniformly thinned base of the
+    """The structured-sparsity paper's claim put to the test: each learned architecture against the uniformly thinned base of the
     same multiply-adds (its twin: same seed, same alpha, ``twin_of`` naming the learned series).
 
     Returns one dict per learned point that has a twin (the regularized run's weights and, where the sweep

@@ -269,7 +269,7 @@ def _learned(points):
 
 
 def plot_width_family(points, path, title=None):
-    """Seed 004 Fig. 1: learned width ``d_i`` per layer, one bar per alpha beside the others, the base
+    """The structured-sparsity paper's Fig. 1: learned width ``d_i`` per layer, one bar per alpha beside the others, the base
     width as a grey outline behind them. Horizontal bars, so that 50+ layers stay legible."""
     learned = _learned(points)
     plt = pyplot()
@@ -293,7 +293,7 @@ def plot_width_family(points, path, title=None):
 
 
 def plot_size_family(points, path, title=None):
-    """Seed 004 Fig. 3: one panel per kernel size s, the number of kernels of size s per layer for each alpha."""
+    """The structured-sparsity paper's Fig. 3: one panel per kernel size s, the number of kernels of size s per layer for each alpha."""
     learned = _learned(points)
     sizes = sorted({int(s) for p in learned for row in p.layers for s in row["sizes"]})
     if not sizes:

@@ -1,6 +1,6 @@
 """Cropping conv kernels to their learned size with the padding that keeps every output identical.
 
-Seed 004 (eq. 20-23) shrinks kernels from the outside in: a nested half-ring scheme leaves an
+The structured-sparsity paper (eq. 20-23) shrinks kernels from the outside in: a nested half-ring scheme leaves an
 ``s x s`` block starting at row/column ``ceil(m/2)``, a ring scheme a centred one. Both are a *bounding box*
 of the kernel's non-zero support, which is what this module works with, so any zero border crops.
 

@@ -14,7 +14,7 @@ def test_layer_part_quick_run():
     assert all(len(t.train_s) == csc_speed.QUICK["rounds"] for t in result.layers)
     conv, csc, _ = result.layers
     assert math.isfinite(result.ratio(csc, conv, "train")) and result.ratio(csc, conv, "infer") > 0
-    # --reference: the same layer with the pre-issue-18 transposed-convolution synthesis, timed beside it.
+    # --reference: the same layer with the former transposed-convolution synthesis, timed beside it.
     [(now, before)] = result.references
     assert (now.name, before.name) == ("csc", "csc_transposed") and result.ratio(before, now, "train") > 0
 

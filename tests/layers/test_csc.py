@@ -212,7 +212,7 @@ def test_gradients_reach_the_dictionary_through_both_operators():
 )
 def test_phase_synthesis_equals_the_transposed_convolution_with_gradients(code_shape, kernel_size, strides,
                                                                          output_size):
-    """The fast synthesis (issue 18) against its definition, values and both gradients, on every backend."""
+    """The phase synthesis against its definition, values and both gradients, on every backend."""
     rng = np.random.default_rng(11)
     z = rng.normal(size=(2, *code_shape)).astype("float32")
     kernel = rng.normal(size=(kernel_size, kernel_size, 2, code_shape[-1])).astype("float32")
@@ -243,7 +243,7 @@ class PhaseCSCConv2D(CSCConv2D):
 
 
 class TransposedCSCConv2D(PhaseCSCConv2D):
-    """The layer as it was before issue 18 (and still is on TensorFlow): a transposed convolution."""
+    """The layer's former synthesis (still used on TensorFlow): a transposed convolution."""
 
     synthesis_fn = staticmethod(csc.transposed_synthesis)
 

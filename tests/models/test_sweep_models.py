@@ -1,4 +1,4 @@
-"""Seed 004 Table 2 base architectures (sparse_keras.models.ssr_paper): layer shapes and parameter counts."""
+"""The structured-sparsity paper's Table 2 base architectures (sparse_keras.models.ssr_paper): layer shapes and parameter counts."""
 import keras
 import pytest
 

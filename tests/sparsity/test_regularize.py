@@ -1,6 +1,6 @@
 """`sparse_keras.regularize` on models built elsewhere: the penalty reaches `model.losses`, training, saving.
 
-Spec 5.1: every conv kernel of the base architecture is regularized, the final classifier is not.
+The structured-sparsity paper's setup: every conv kernel of the base architecture is regularized, the final classifier is not.
 """
 
 import re

@@ -17,7 +17,7 @@ def _tiny_model():
 
 
 def _half_ring_masks(s):
-    """Spec 5.3 by hand: G_n = {min(p, q) < ceil(n/2) or max(p, q) > s - 1 - floor(n/2)}."""
+    """The nested groups by hand: G_n = {min(p, q) < ceil(n/2) or max(p, q) > s - 1 - floor(n/2)}."""
     p, q = np.meshgrid(np.arange(s), np.arange(s), indexing="ij")
     return [(np.minimum(p, q) < (n + 1) // 2) | (np.maximum(p, q) > s - 1 - n // 2) for n in range(1, s + 1)]
 

@@ -1,4 +1,4 @@
-"""The seed-004 demo (`make demo-ssr`): its config runs through the shared binary on real Fashion-MNIST."""
+"""The structured-sparsity demo (`make demo-ssr`): its config runs through the shared binary on real Fashion-MNIST."""
 
 import json
 import os
