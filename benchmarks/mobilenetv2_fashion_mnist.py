@@ -51,6 +51,7 @@ import keras
 import numpy as np
 
 import sparse_keras as sk
+from benchmarks import admm_vs_baselines
 from benchmarks.regularizer_overhead import _positive_int, describe_device
 from benchmarks.tfmot_mobilenetv2 import dataset
 
@@ -101,17 +102,6 @@ def parse_args(argv=None):
 
 
 # -- data and training ----------------------------------------------------------------------------------
-def load_arrays(train_examples, eval_examples):
-    """The first examples of each split as numpy: 28x28x1 images in [0, 1] and int labels."""
-    from sparse_keras import data  # noqa: PLC0415 (TensorFlow and tfds; only benchmarks need them)
-
-    def arrays(split):
-        batches = list(data.load("fashion_mnist", split, 1024, train=False).as_numpy_iterator())
-        return np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
-
-    return (*arrays(f"train[:{train_examples}]"), *arrays(f"test[:{eval_examples}]"))
-
-
 def build(args, weights=None):
     model = keras.applications.MobileNetV2(weights=None, alpha=args.alpha, input_shape=INPUT_SHAPE, classes=10)
     set_bn_momentum(model, args.bn_momentum)
@@ -295,7 +285,7 @@ def verdicts(row, dense):
 
 def run(args):
     keras.utils.set_random_seed(args.seed)
-    data = load_arrays(args.train_examples, args.eval_examples)
+    data = admm_vs_baselines.load_fashion_mnist(args.train_examples, args.eval_examples)
     dense = build(args)
     seconds = fit(dense, data, args, args.pretrain_epochs, args.learning_rate)
     report = sk.analysis.report(dense, tau=0)
