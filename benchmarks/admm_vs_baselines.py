@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,7 +54,6 @@ LAYERS = admm_paper.sparsified_layers("admm_cnn")
 INPUT_SHAPE = (28, 28, 1)
 QUICK = {"train_examples": 512, "test_examples": 256, "epochs": 1, "admm_epochs": 1, "finetune_epochs": 1,
          "latency_repeats": 3}
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LATENCY_NOTE = "masked zeros do not speed up dense kernels (shrinking comes later): equal latencies are expected"
 
 
@@ -210,17 +208,13 @@ def run_tfmot(dense_weights, dense_model, target_sparsity, data, args):
                 named[f"w:{layer.name}:{i}"] = dense_weights[index]
                 index += 1
         np.savez(path, x_train=data[0], y_train=data[1], x_test=data[2], y_test=data[3], **named)
-        command = [sys.executable, "-m", "benchmarks.tfmot_baseline", "--data", path,
-                   "--target_sparsity", repr(target_sparsity),
-                   "--epochs", str(args.admm_epochs + args.finetune_epochs), "--batch_size", str(args.batch_size),
-                   "--learning_rate", repr(args.learning_rate), "--latency_repeats", str(args.latency_repeats)]
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        raise RuntimeError(f"tfmot baseline failed (exit {done.returncode}): {done.stderr[-3000:]}")
-    return json.loads(lines[-1])
+        result, error = tfmot_baseline.run_legacy_keras("benchmarks.tfmot_baseline", [
+            "--data", path, "--target_sparsity", repr(target_sparsity),
+            "--epochs", str(args.admm_epochs + args.finetune_epochs), "--batch_size", str(args.batch_size),
+            "--learning_rate", repr(args.learning_rate), "--latency_repeats", str(args.latency_repeats)])
+    if error:
+        raise RuntimeError(f"tfmot baseline failed ({error})")
+    return result
 
 
 def run(args):

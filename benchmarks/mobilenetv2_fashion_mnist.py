@@ -41,7 +41,6 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,14 +50,13 @@ import keras
 import numpy as np
 
 import sparse_keras as sk
-from benchmarks import admm_vs_baselines
+from benchmarks import admm_vs_baselines, tfmot_baseline
 from benchmarks.regularizer_overhead import _positive_int, describe_device
 from benchmarks.tfmot_mobilenetv2 import dataset
 
 METHODS = ("dense_long", "lasso", "admm", "l1", "tfmot")
 INPUT_SHAPE = (32, 32, 3)
 MAC_GOAL, ACCURACY_GOAL, EFFICIENCY_GOAL = 2.0, 1.0, 0.6  # reduction, points below dense, speedup / reduction
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = dict(train_examples=256, eval_examples=128, pretrain_epochs=1, sparsify_epochs=1, finetune_epochs=1,
              admm_updates_per_epoch=1, latency_rounds=1, latency_repeats=2)
 
@@ -248,18 +246,13 @@ def run_tfmot(dense, data, args):
         named = {f"w:{layer.name}:{i}": keras.ops.convert_to_numpy(w)
                  for layer in dense.layers for i, w in enumerate(layer.weights)}
         np.savez(path, x_train=data[0], y_train=data[1], x_test=data[2], y_test=data[3], **named)
-        command = [sys.executable, "-m", "benchmarks.tfmot_mobilenetv2", "--data", path,
-                   "--macs", repr(args.macs), "--alpha", repr(args.alpha), "--bn_momentum", repr(args.bn_momentum),
-                   "--epochs", str(args.finetune_epochs), "--batch_size", str(args.batch_size),
-                   "--learning_rate", repr(args.finetune_learning_rate), "--seed", str(args.seed),
-                   "--latency_rounds", str(args.latency_rounds), "--latency_repeats", str(args.latency_repeats)]
-        env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-               "PYTHONPATH": os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))}
-        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if done.returncode or not lines:
-        return {"method": "tfmot", "error": f"exit {done.returncode}: {done.stderr.strip()[-1500:]}"}
-    row = json.loads(lines[-1])
+        row, error = tfmot_baseline.run_legacy_keras("benchmarks.tfmot_mobilenetv2", [
+            "--data", path, "--macs", repr(args.macs), "--alpha", repr(args.alpha), "--bn_momentum", repr(args.bn_momentum),
+            "--epochs", str(args.finetune_epochs), "--batch_size", str(args.batch_size),
+            "--learning_rate", repr(args.finetune_learning_rate), "--seed", str(args.seed),
+            "--latency_rounds", str(args.latency_rounds), "--latency_repeats", str(args.latency_repeats)])
+    if error:
+        return {"method": "tfmot", "error": error}
     row["epochs"] = args.pretrain_epochs + args.finetune_epochs
     return row
 

@@ -17,7 +17,9 @@ shared with the Keras 3 side, so both processes count filters and time inference
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -75,6 +77,23 @@ def median_latency_ms(predict, input_shape, batch_sizes=LATENCY_BATCHES, warmup=
             times.append(1e3 * (time.perf_counter() - start))
         result[str(batch)] = statistics.median(times)
     return result
+
+
+def run_legacy_keras(module, flags):
+    """Runs ``python -m <module> <flags>`` under legacy Keras 2 (tfmot's world) from the repository root.
+
+    Returns ``(result, error)``: the JSON of the last stdout line starting with ``{``, or ``None`` and the exit
+    code with the end of stderr.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", module, *flags], cwd=root, env=env, capture_output=True, text=True,
+                          check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        return None, f"exit {done.returncode}: {done.stderr.strip()[-3000:]}"
+    return json.loads(lines[-1]), None
 
 
 # -- the tf_keras side ----------------------------------------------------------------------------------
