@@ -12,6 +12,8 @@
     config.strategy   auto (MirroredStrategy over local devices; MultiWorker when TF_CONFIG names several
                       workers) | mirrored | multi_worker | default
     config.checkpoint_every_steps, config.progress, config.log_every_steps, config.deterministic, config.shrink
+    config.latency_runtimes  where the shrunk model is timed against the original: "tf" (TensorFlow's runtime)
+                      and/or "tflite" (the TFLite interpreter with XNNPACK, the CPU runtime a model ships to)
 
 Learning-rate boundaries are in epochs so one config scales from a smoke run to the paper's; the paper's
 iteration counts are converted in the config itself (e.g. 32K iterations at batch 128 on 50K images = 81.92 epochs).
@@ -76,6 +78,7 @@ def experiment(
     config.log_every_steps = 100
     config.deterministic = False  # tf.config.experimental.enable_op_determinism()
     config.shrink = False  # export the physically smaller model (sparse_keras.shrinking) and time it
+    config.latency_runtimes = ("tf",)  # runtimes that time it (sparse_keras.benchmark.compare)
     return config
 
 

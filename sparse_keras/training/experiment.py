@@ -59,6 +59,11 @@ def check_config(config):
     every = config.get("checkpoint_every_steps", None)
     if every is not None and not _positive_int(every):
         raise ValueError(f"config.checkpoint_every_steps must be None or a positive integer, got {every!r}")
+    runtimes = config.get("latency_runtimes", ("tf",))
+    if (isinstance(runtimes, str) or not runtimes
+            or any(r not in reports.LATENCY_RUNTIMES for r in runtimes)):
+        raise ValueError(f"config.latency_runtimes must be a non-empty tuple of {reports.LATENCY_RUNTIMES}, "
+                         f"got {runtimes!r}")
     optimizers.check(config.optimizer, config.schedule)
     stages.check(config)
 

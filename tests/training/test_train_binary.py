@@ -188,3 +188,37 @@ def test_ssr_method_masks_every_group_at_or_below_tau_whichever_regularizers_ran
     assert masks[conv.kernel.path][..., :5].min() == 1  # the trained kernels stay
     assert not keras.ops.convert_to_numpy(conv.kernel)[..., 5].any()
     assert not model.losses  # the penalties are gone for fine-tuning
+
+
+@pytest.mark.parametrize("runtimes", [("tf", "onnx"), (), ("TF",)])
+def test_bad_latency_runtimes_fail_before_anything_is_written(runtimes, tmp_path):
+    from configs.smoke import fashion_mnist
+    from sparse_keras.training import experiment
+
+    config = fashion_mnist.get_config("admm")
+    config.latency_runtimes = runtimes
+    with pytest.raises(ValueError, match=r"config.latency_runtimes must be a non-empty tuple of \('tf', 'tflite'\)"):
+        experiment.run(config, str(tmp_path / "never"))
+    assert not (tmp_path / "never").exists()
+
+
+def test_the_shrunk_model_is_timed_on_every_runtime_the_config_names_without_stray_warnings(tmp_path):
+    import warnings
+
+    import keras
+
+    from sparse_keras.training import reports
+
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(conv(inputs))))
+    kernel, bias = conv.get_weights()
+    kernel[..., :2], bias[:2] = 0.0, 0.0  # two of the four filters are gone: shrink drops them
+    conv.set_weights([kernel, bias])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the report carries compare()'s warnings; none escapes
+        shrunk, comparison = reports._shrink(model, (8, 8, 1), 0.0, str(tmp_path), ("tf", "tflite"))
+    assert shrunk.get_layer("conv").filters == 2
+    assert set(comparison.latency) == {("tf", 1), ("tf", 64), ("tflite", 1), ("tflite", 64)}
+    assert "tflite latency, batch 64" in comparison.to_markdown()
+    assert os.path.getsize(tmp_path / "dense_with_zeros.keras") > 0
