@@ -10,7 +10,7 @@ constructors pass (Torch-Pruning prunes 95.3 % of torchvision's models).
 
 Run::
 
-  KERAS_BACKEND=tensorflow python -m benchmarks.shrink_coverage                     # all (hours on 2 cores)
+  KERAS_BACKEND=tensorflow python -m benchmarks.shrink_coverage                     # all 40 (10 s to 4 min each on 2 cores)
   KERAS_BACKEND=tensorflow python -m benchmarks.shrink_coverage --models MobileNetV2,ResNet50
   KERAS_BACKEND=tensorflow python -m benchmarks.shrink_coverage --skip_large --out /tmp/coverage.md
 

@@ -263,10 +263,10 @@ class ADMMAlgorithm:
 
     def _zero_dead_groups(self):
         """Zeroes every slice (BatchNormalization included) of the groups whose producing slices F zeroed."""
-        dead = []
+        dead, cache = [], {}
         for group in self.groups:
             produced = [s for s in group.slices if s.role == "out" and s.attr != "bias"]
-            if produced and all(not np.any(s.values()) for s in produced):
+            if produced and all(not np.any(s.values(cache)) for s in produced):
                 dead.append(group)
         for path, mask in coupled.zero_groups(dead).items():
             self.masks[path] = mask * self.masks.get(path, 1.0)

@@ -52,15 +52,31 @@ class Slice:
 
     def mask(self):
         """0/1 float array in the variable's shape: 1 on this slice."""
-        shape = self.shape()
-        axis = self.axis % len(shape)
-        m = np.zeros(shape, "float32")
-        m[(slice(None),) * axis + (self.index,)] = 1.0
-        return m.reshape(tuple(int(d) for d in self.variable.shape))
+        m = np.zeros(tuple(int(d) for d in self.variable.shape), "float32")
+        self.fill(m, 1.0)
+        return m
 
-    def values(self):
-        """The slice as numpy, channels first: ``(len(index), ...)``."""
-        value = np.asarray(keras.ops.convert_to_numpy(self.variable)).reshape(self.shape())
+    def fill(self, array, value):
+        """Sets this slice of ``array`` (a contiguous numpy array in the variable's shape) to ``value``, in
+        place: costs the slice's size, where building a :meth:`mask` costs the whole variable's."""
+        shape = self.shape()
+        view = array.reshape(shape)  # a view of a contiguous array, so the assignment reaches ``array``
+        view[(slice(None),) * (self.axis % len(shape)) + (self.index,)] = value
+
+    def values(self, cache=None):
+        """The slice as numpy, channels first: ``(len(index), ...)``.
+
+        ``cache``: one dict (``{variable path: numpy value}``, filled here) shared by a loop over many slices,
+        so that each variable is read once: reading a whole variable per slice is quadratic in a layer's
+        width (minutes for ConvNeXt). Valid while the variables do not change.
+        """
+        variable = self.variable
+        value = None if cache is None else cache.get(variable.path)
+        if value is None:
+            value = np.asarray(keras.ops.convert_to_numpy(variable))
+            if cache is not None:
+                cache[variable.path] = value
+        value = value.reshape(self.shape())
         return np.moveaxis(value, self.axis % value.ndim, 0)[self.index]
 
     def size(self):
@@ -95,19 +111,21 @@ class CoupledGroup:
         """Number of weights in the group (trainable ones: the ones a penalty sees)."""
         return sum(s.size() for s in self.slices if s.trainable or not trainable_only)
 
-    def sq_norm(self, roles=("out", "in", "norm")):
-        """Squared l2 norm of the group's trainable slices with the given roles (numpy float)."""
-        return float(sum(np.square(s.values(), dtype="float64").sum() for s in self.slices if s.trainable and s.role in roles))
+    def sq_norm(self, roles=("out", "in", "norm"), cache=None):
+        """Squared l2 norm of the group's trainable slices with the given roles (numpy float). ``cache``: as in
+        :meth:`Slice.values`, one dict for a loop over many groups."""
+        slices = (s for s in self.slices if s.trainable and s.role in roles)
+        return float(sum(np.square(s.values(cache), dtype="float64").sum() for s in slices))
 
-    def values_of(self, attr_role):
+    def values_of(self, attr_role, cache=None):
         """Values of the slices selected by ``(attr, role)``, flattened (e.g. ``("gamma", "norm")``)."""
         attr, role = attr_role
-        parts = [s.values().ravel() for s in self.slices if s.attr == attr and s.role == role]
+        parts = [s.values(cache).ravel() for s in self.slices if s.attr == attr and s.role == role]
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def is_zero(self):
+    def is_zero(self, cache=None):
         """Whether every trainable slice is exactly zero (BatchNormalization's gamma and beta included)."""
-        return all(not np.any(s.values()) for s in self.slices if s.trainable)
+        return all(not np.any(s.values(cache)) for s in self.slices if s.trainable)
 
     def __repr__(self):
         state = "prunable" if self.prunable else f"not prunable: {self.reason}"
@@ -188,20 +206,24 @@ def coupled_groups(model, unsupported="warn"):
     return CoupledGroups(_collect(coupling, roots, entries, blocked), coupling, reasons)
 
 
+def _by_root(channel_roots):
+    """``[(root, sorted channel indices holding it)]`` for one tensor's channel roots, in one sort (a scan
+    per root would be quadratic in the tensor's width)."""
+    order = np.argsort(channel_roots, kind="stable")
+    unique, starts = np.unique(channel_roots[order], return_index=True)
+    return zip(unique.tolist(), np.split(order, starts[1:]))
+
+
 def _collect(coupling, roots, entries, blocked):
     slices = {}  # root -> [Slice]
     for node, spec in entries:
-        channel_roots = roots[coupling.ids(spec.tensor)]
-        order = np.argsort(channel_roots, kind="stable")
-        unique, starts = np.unique(channel_roots[order], return_index=True)
-        for root, index in zip(unique.tolist(), np.split(order, starts[1:])):
+        for root, index in _by_root(roots[coupling.ids(spec.tensor)]):
             slices.setdefault(root, []).append(Slice(node.operation, spec.attr, spec.axis, index, spec.role, spec.view))
     members = {}
     for tensor in coupling.tensors():
-        channel_roots = roots[coupling.ids(tensor)]
-        for root in np.unique(channel_roots).tolist():
+        for root, index in _by_root(roots[coupling.ids(tensor)]):
             if root in slices:
-                members.setdefault(root, {})[tensor.name] = np.flatnonzero(channel_roots == root)
+                members.setdefault(root, {})[tensor.name] = index
     groups = []
     for root in sorted(slices):
         parts = slices[root]
@@ -229,6 +251,8 @@ def zero_groups(groups, statistics=True):
     Returns ``{variable path: 0/1 keep mask}`` over the touched trainable variables, for masked fine-tuning
     (:func:`sparse_keras.admm.install_masks`).
     """
+    # One keep mask per variable, cleared slice by slice in place: a whole-variable mask per slice made this
+    # quadratic in a layer's width (minutes for ConvNeXt's 4x-wide Dense layers).
     masks, variables = {}, {}
     for group in groups:
         if not group.prunable:
@@ -237,10 +261,10 @@ def zero_groups(groups, statistics=True):
             if s.attr == "moving_variance" or (s.attr == "moving_mean" and not statistics):
                 continue
             variable = s.variable
-            keep = masks.get(variable.path)
-            keep = np.ones(tuple(int(d) for d in variable.shape), "float32") if keep is None else keep
-            masks[variable.path] = keep * (1.0 - s.mask())
-            variables[variable.path] = variable
+            if variable.path not in masks:
+                masks[variable.path] = np.ones(tuple(int(d) for d in variable.shape), "float32")
+                variables[variable.path] = variable
+            s.fill(masks[variable.path], 0.0)
     for path, keep in masks.items():
         variable = variables[path]
         value = np.asarray(keras.ops.convert_to_numpy(variable))

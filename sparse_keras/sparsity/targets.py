@@ -24,26 +24,27 @@ from sparse_keras.sparsity import coupled as structure
 CRITERIA = ("group_norm", "bn_gamma", "magnitude")
 
 
-def importance(group, criterion="group_norm"):
-    """Un-normalised importance of one coupled group under ``criterion``."""
+def importance(group, criterion="group_norm", cache=None):
+    """Un-normalised importance of one coupled group under ``criterion``. ``cache``: one dict shared over
+    the groups of a model, so that each variable is read once (:meth:`~sparse_keras.structure.Slice.values`)."""
     if criterion not in CRITERIA:
         raise ValueError(f"criterion must be one of {CRITERIA}, got criterion={criterion!r}")
     if criterion == "bn_gamma":
-        gammas = group.values_of(("gamma", "norm"))
+        gammas = group.values_of(("gamma", "norm"), cache)
         if len(gammas):
             return float(np.abs(gammas).mean())
         criterion = "magnitude"
     if criterion == "magnitude":
-        parts = [s.values().ravel() for s in group.slices if s.role == "out" and s.attr != "bias"]
+        parts = [s.values(cache).ravel() for s in group.slices if s.role == "out" and s.attr != "bias"]
         return float(np.abs(np.concatenate(parts)).mean()) if parts else 0.0
-    return float(np.sqrt(group.sq_norm()) / np.sqrt(max(group.size(), 1)))
+    return float(np.sqrt(group.sq_norm(cache=cache)) / np.sqrt(max(group.size(), 1)))
 
 
 def normalized_importances(groups, criterion="group_norm"):
     """``{group id: importance / mean importance of its layer's groups}`` over the prunable groups."""
-    result = {}
+    result, cache = {}, {}
     for family in groups.by_producer().values():
-        values = np.array([importance(g, criterion) for g in family])
+        values = np.array([importance(g, criterion, cache) for g in family])
         scale = values.mean() if values.mean() > 0 else 1.0
         result.update({g.id: v / scale for g, v in zip(family, values)})
     return result
@@ -204,9 +205,9 @@ def threshold_groups(model, tau=None, relative=None, groups=None):
     groups = structure.coupled_groups(model) if groups is None else groups
     counter = MacCounter(groups.coupling)
     before = counter.total
-    chosen = []
+    chosen, cache = [], {}
     for family in groups.by_producer().values():
-        norms = np.sqrt([g.sq_norm() for g in family])
+        norms = np.sqrt([g.sq_norm(cache=cache) for g in family])
         limit = tau if relative is None else relative * norms.max(initial=0.0)
         for group, norm in zip(family, norms):
             if norm <= limit:

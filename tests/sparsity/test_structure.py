@@ -92,6 +92,26 @@ def test_zeroing_coupled_groups_then_shrinking_keeps_outputs(builder):
     assert model.count_params() - shrunk.count_params() == removed_weights(zeroed)
 
 
+@pytest.mark.parametrize("builder", [depthwise, concat_flatten], ids=lambda b: b.__name__)
+def test_zero_groups_masks_leave_out_exactly_the_slices_of_the_groups(builder):
+    # zero_groups clears slices in place (views of depthwise kernels, Flatten's spatial copies): the masks
+    # it returns must be what the per-slice masks define, and the variables zero exactly off the masks.
+    model = build(builder)
+    groups = sk.structure.coupled_groups(model)
+    chosen = groups.prunable[::2]
+    masks = sk.structure.zero_groups(chosen)
+    expected = {}
+    for group in chosen:
+        for s in group.slices:
+            if s.trainable:
+                expected[s.variable.path] = expected.get(s.variable.path, 1.0) * (1.0 - s.mask())
+    assert sorted(masks) == sorted(expected)
+    for path, keep in masks.items():
+        np.testing.assert_array_equal(keep, expected[path])
+    for group in chosen:
+        assert group.is_zero()
+
+
 def removed_weights(groups):
     union = {}
     for group in groups:
