@@ -397,3 +397,17 @@ def _register_elementwise_ops():
 
 
 _register_elementwise_ops()
+
+
+def _register_application_layers():
+    """Weightless element-wise layers that ``keras.applications`` models define for themselves: each combines
+    same-shaped operands channel by channel, so it shrinks like ``keras.ops`` arithmetic."""
+    from keras.src.applications import inception_resnet_v2  # no public path either
+
+    # InceptionResNetV2's residual merge, ``inputs[0] + inputs[1] * scale``.
+    cls = getattr(inception_resnet_v2, "CustomScaleLayer", None)
+    if cls is not None:
+        registry.register(cls)(ElementwiseOpHandler)
+
+
+_register_application_layers()

@@ -69,7 +69,17 @@ def preprocessing_and_reshape(x):
     return L.Dense(3)(L.Reshape((8 * 8 * 6,))(x))
 
 
-BUILDERS = [plain, depthwise, residual, squeeze_excite, concat_flatten, preprocessing_and_reshape]
+def scaled_residual(x):
+    """InceptionResNetV2's block: ``x + scale * branch`` through the application's own weightless layer."""
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    x = conv_bn(x, 8)
+    branch = L.Conv2D(8, 1, name="up")(L.Concatenate()([conv_bn(x, 4), conv_bn(x, 4, kernel=1)]))
+    x = L.Activation("relu")(CustomScaleLayer(0.17)([x, branch]))
+    return L.Dense(3)(L.GlobalAveragePooling2D()(conv_bn(x, 6)))
+
+
+BUILDERS = [plain, depthwise, residual, squeeze_excite, concat_flatten, preprocessing_and_reshape, scaled_residual]
 
 
 def build(builder, shape=(8, 8, 3)):
