@@ -63,14 +63,17 @@ def parse_args(argv=None):
                         help="a Python with torch, numpy and yacs (default: .venv-torch/bin/python if present)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {ROWS}")
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS), help=f"subset of {FRAMEWORKS}")
-    parser.add_argument("--threads", type=_positive_int, default=2, help="torch.set_num_threads for the peer")
-    parser.add_argument("--rounds", type=_positive_int, default=None)
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for the peer")
+    parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--window-s", type=float, default=None, help="seconds one timed window aims at")
     parser.add_argument("--out", default="runs/cpu_vs_official", help="folder for the table, JSON and logs")
     parser.add_argument("--quick", action="store_true", help=f"smoke run with {QUICK}")
     args = parser.parse_args(argv)
     args.rows = _subset(parser, "--rows", args.rows, ROWS)
     args.frameworks = _subset(parser, "--frameworks", args.frameworks, FRAMEWORKS)
+    for flag, value in (("--threads", args.threads), ("--rounds", args.rounds)):
+        if value is not None and value < 1:
+            parser.error(f"{flag} must be a positive integer; got {value}")
     args.sizes = dict(QUICK if args.quick else FULL)
     if args.rounds is not None:
         args.sizes["rounds"] = args.rounds
@@ -83,13 +86,6 @@ def parse_args(argv=None):
     if args.torch_python is None and pathlib.Path(".venv-torch/bin/python").exists():
         args.torch_python = ".venv-torch/bin/python"
     return args
-
-
-def _positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
-    return value
 
 
 def _subset(parser, flag, text, allowed):
@@ -122,12 +118,24 @@ def worker_commands(args):
         commands["official"] = ([args.torch_python or sys.executable, "-m", "benchmarks.official_torch_speed",
                                  "--serve", "--peer-dir", str(pathlib.Path(args.peer_dir).resolve()),
                                  "--threads", str(args.threads), "--train-batch", batch, "--infer-batch", batch,
-                                 "--warmup", warmup], {})
+                                 "--warmup", warmup], {"OMP_WAIT_POLICY": omp_wait_policy()})
     ours = [sys.executable, "-m", "benchmarks.keras_step_worker", "--batch", batch, "--warmup", warmup]
     for framework, backend in (("tf", "tensorflow"), ("jax", "jax")):
         if framework in args.frameworks:
             commands[framework] = (ours, {"KERAS_BACKEND": backend})
     return commands
+
+
+def omp_wait_policy():
+    """The official worker's OpenMP wait policy: the caller's, else PASSIVE.
+
+    torch's OpenMP threads spin at barriers by default; on a machine shared with other jobs a spinning
+    thread keeps losing its time slice to them, and torch collapses (measured on 2 loaded cores, ResNet-20
+    training: 12-20 images/s with the default, up to 176 with PASSIVE, 50-64 with one thread; RESULTS.md).
+    TensorFlow and XLA use their own thread pools, not OpenMP. Set OMP_WAIT_POLICY=ACTIVE to time torch's
+    default on a quiet machine.
+    """
+    return os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def steps_for(estimate_s, window_s):
@@ -244,6 +252,7 @@ def run(args, log=print):
         for handle in logs:
             handle.close()
     if "official" in workers:
+        notes.append(f"official worker: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={omp_wait_policy()}")
         notes += [f"{LABELS[row]}: official peer is {OFFICIAL_SOURCE[row]}" for row in args.rows
                   if row in ("resnet20", "resnet56")]
     meta = {"date": datetime.date.today().isoformat(), "machine": describe_machine(), "sizes": args.sizes,

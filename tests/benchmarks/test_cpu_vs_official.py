@@ -12,7 +12,7 @@ from benchmarks import cpu_vs_official, step_server
 
 def test_rejects_unknown_rows_frameworks_and_a_peer_dir_without_the_official_code(tmp_path, capsys):
     for argv, message in ((["--rows", "resnet20,vgg99"], "vgg99"), (["--frameworks", "torch"], "torch"),
-                          (["--window-s", "-1"], "-1"), (["--rounds", "0"], "'0'"),
+                          (["--window-s", "-1"], "-1"), (["--rounds", "0"], "--rounds must be a positive integer; got 0"),
                           (["--peer-dir", str(tmp_path)], str(tmp_path))):
         with pytest.raises(SystemExit):
             cpu_vs_official.parse_args(argv)
@@ -31,6 +31,15 @@ def test_official_code_left_out_with_a_reason():
     assert "--peer-dir" in cpu_vs_official.official_unavailable(args)
     args.official_missing = "no peer"
     assert set(cpu_vs_official.worker_commands(args)) == {"tf", "jax"}
+
+
+def test_official_worker_waits_passively_unless_told(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    args = cpu_vs_official.parse_args([])
+    args.official_missing, args.peer_dir = None, "peer"
+    assert cpu_vs_official.worker_commands(args)["official"][1] == {"OMP_WAIT_POLICY": "PASSIVE"}
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    assert cpu_vs_official.worker_commands(args)["official"][1] == {"OMP_WAIT_POLICY": "ACTIVE"}
 
 
 def test_window_steps_fill_the_window():
