@@ -49,7 +49,8 @@ OFFICIAL_SOURCE = {"resnet20": "SDNet's BasicBlock in He et al.'s CIFAR layout (
                    "resnet56": "SDNet's BasicBlock in He et al.'s CIFAR layout (no official plain ResNet-56)",
                    "resnet18_cifar": "SDNet's Lib/models/resnet.py ResNet18",
                    "lstnet_resnet20": "LST-Net's resnet20_lst_cifar", "lstnet_resnet56": "LST-Net's resnet56_lst_cifar",
-                   "sdnet18": "SDNet's SDNet18", "sdnet18_all": "SDNet's SDNet18_all"}
+                   "sdnet18": "SDNet's SDNet18",
+                   "sdnet18_all": "SDNet's SDNet18_all, no shortcuts as its CIFAR config; ours with shortcut=False"}
 FRAMEWORKS = ("official", "tf", "jax")
 GOALS = {"tf/official": 1.0, "jax/tf": 0.8}  # ratio >= goal, training and inference alike
 FULL = {"batch": 64, "rounds": 5, "warmup": 2, "window_s": 2.0}
@@ -254,7 +255,7 @@ def run(args, log=print):
     if "official" in workers:
         notes.append(f"official worker: torch.set_num_threads({args.threads}), OMP_WAIT_POLICY={omp_wait_policy()}")
         notes += [f"{LABELS[row]}: official peer is {OFFICIAL_SOURCE[row]}" for row in args.rows
-                  if row in ("resnet20", "resnet56")]
+                  if row in ("resnet20", "resnet56", "sdnet18_all")]
     meta = {"date": datetime.date.today().isoformat(), "machine": describe_machine(), "sizes": args.sizes,
             "command": "python -m benchmarks.cpu_vs_official " + shlex.join(args.argv), "notes": notes}
     report = render(summaries, meta)
