@@ -53,8 +53,17 @@ def test_the_saved_mu_path_loads():
 def test_the_fixtures_cover_every_registered_object():
     """A class registered later needs a fixture of its own (written before it ever moves)."""
     registered = {name for name in keras.saving.get_custom_objects() if name.startswith(PACKAGE + ">")}
-    covered = _registered_names_in(make_fixtures.MODEL_FILE) | {_mu_path_json()["registered_name"]}
+    covered = (_registered_names_in(make_fixtures.MODEL_FILE) | _registered_names_in(make_fixtures.LATER_MODEL_FILE)
+               | {_mu_path_json()["registered_name"]})
     assert registered == covered
+
+
+def test_the_later_classes_file_loads_and_computes_what_it_computed_when_saved():
+    model = keras.saving.load_model(make_fixtures.LATER_MODEL_FILE)
+    assert isinstance(model.layers[-1], sk.layers.FusedBatchNormalization)
+    saved = np.load(make_fixtures.LATER_OUTPUTS_FILE)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(saved["inputs"])), saved["outputs"], rtol=1e-4,
+                               atol=1e-5)
 
 
 def test_a_model_built_now_round_trips_through_a_keras_file(tmp_path):

@@ -29,6 +29,7 @@ import keras
 from keras import layers
 
 from sparse_keras import initializers
+from sparse_keras.layers.batch_norm import FusedBatchNormalization
 from sparse_keras.layers.lst_transforms import DEFAULT_TAU
 from sparse_keras.layers.lst_transforms import RELU6_ST_TAU
 from sparse_keras.layers.lst_transforms import GroupedPointwise
@@ -81,7 +82,7 @@ class _LSTBlock(layers.Layer):
                                       implementation=self.spatial_implementation, name=name)
 
     def _bn(self, name):
-        return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+        return FusedBatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
     def _relu(self, name):
         return layers.ReLU(max_value=6.0 if self.activation == "relu6" else None, name=name)

@@ -36,6 +36,7 @@ import keras
 from keras import layers
 
 from sparse_keras.layers import lst
+from sparse_keras.layers.batch_norm import FusedBatchNormalization
 from sparse_keras.models import registry
 from sparse_keras.utils import checks
 
@@ -59,7 +60,7 @@ def _conv_bn_relu(x, filters, kernel_size, strides, name, activation="relu"):
     else:
         x = layers.Conv2D(filters, kernel_size, strides=strides, padding="same", use_bias=False,
                           kernel_initializer=lst.he_normal_fan_out(), name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(epsilon=lst.BN_EPSILON, momentum=lst.BN_MOMENTUM, name=f"{name}_bn")(x)
+    x = FusedBatchNormalization(epsilon=lst.BN_EPSILON, momentum=lst.BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(max_value=6.0 if activation == "relu6" else None, name=f"{name}_relu")(x)
 
 
@@ -226,7 +227,7 @@ def lstnet_alexnet(num_classes=1000, input_shape=(224, 224, 3), head="fc", a=2, 
 
 def _alexnet_stem(x):
     x = _conv(64, 11, 4, name="stem_conv")(x)
-    x = layers.BatchNormalization(epsilon=lst.BN_EPSILON, momentum=lst.BN_MOMENTUM, name="stem_bn")(x)
+    x = FusedBatchNormalization(epsilon=lst.BN_EPSILON, momentum=lst.BN_MOMENTUM, name="stem_bn")(x)
     return layers.ReLU(name="stem_relu")(x)
 
 

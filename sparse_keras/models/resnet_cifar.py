@@ -21,6 +21,7 @@ import numbers
 import keras
 from keras import layers
 
+from sparse_keras.layers.batch_norm import FusedBatchNormalization
 from sparse_keras.models import registry
 
 WIDTHS = (16, 32, 64)
@@ -103,7 +104,7 @@ def _conv(filters, kernel_size, stride, name):
 
 
 def _batch_norm(name):
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+    return FusedBatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 def _blocks_per_stage(depth):

@@ -24,6 +24,7 @@ kernel of the conv it replaces and no bias).
 import keras
 from keras import layers
 
+from sparse_keras.layers.batch_norm import FusedBatchNormalization
 from sparse_keras.layers.csc import CSCConv2D
 from sparse_keras.models import registry
 from sparse_keras.models.resnet_cifar import BN_EPSILON
@@ -118,7 +119,7 @@ def apply_block(x, in_width, width, stride, make, name, shortcut=True):
 
 
 def batch_norm(name):
-    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
+    return FusedBatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
 class _LayerFactory:
