@@ -39,6 +39,7 @@ import time
 
 from benchmarks import step_server
 from benchmarks.step_server import PHASES
+from sparse_keras.utils import files
 
 ROWS = ("resnet20", "lstnet_resnet20", "resnet56", "lstnet_resnet56", "resnet18_cifar", "sdnet18", "sdnet18_all")
 LABELS = {"resnet20": "ResNet-20", "lstnet_resnet20": "LST-Net ResNet-20", "resnet56": "ResNet-56",
@@ -259,8 +260,8 @@ def run(args, log=print):
     meta = {"date": datetime.date.today().isoformat(), "machine": describe_machine(), "sizes": args.sizes,
             "command": "python -m benchmarks.cpu_vs_official " + shlex.join(args.argv), "notes": notes}
     report = render(summaries, meta)
-    (out / "cpu_vs_official.md").write_text(report)
-    (out / "cpu_vs_official.json").write_text(json.dumps({"meta": meta, "rows": summaries}, indent=1))
+    files.write_text(str(out / "cpu_vs_official.md"), report)  # atomic: a killed run leaves the last table whole
+    files.write_text(str(out / "cpu_vs_official.json"), json.dumps({"meta": meta, "rows": summaries}, indent=1))
     log(report)
     return summaries
 
