@@ -16,6 +16,7 @@ import numpy as np
 from sparse_keras import regularizers as regularizers_lib
 from sparse_keras.ops import groups
 from sparse_keras.shrinking import coverage
+from sparse_keras.shrinking import elementwise  # noqa: F401  (registers keras.ops arithmetic)
 from sparse_keras.shrinking import keras_layers  # noqa: F401  (registers the built-in handlers)
 from sparse_keras.shrinking import kernel_layers  # noqa: F401
 from sparse_keras.shrinking import library_layers  # noqa: F401  (LRSD, CSC, LST)

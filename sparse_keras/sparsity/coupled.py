@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from sparse_keras.inspection import graph
+from sparse_keras.shrinking import elementwise  # noqa: F401  (registers keras.ops arithmetic)
 from sparse_keras.shrinking import keras_layers  # noqa: F401  (registers the built-in handlers)
 from sparse_keras.shrinking import kernel_layers  # noqa: F401
 from sparse_keras.shrinking import library_layers  # noqa: F401
