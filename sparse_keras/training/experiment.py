@@ -21,7 +21,7 @@ import tensorflow as tf
 from sparse_keras import data as data_lib
 from sparse_keras import models
 from sparse_keras.data import catalog, pipeline
-from sparse_keras.training import checkpoint, distribute, loop, optimizers, reports, stages
+from sparse_keras.training import checkpoint, distribute, evaluation, loop, optimizers, reports, stages
 from sparse_keras.training import workdir as workdir_lib
 from sparse_keras.utils import files
 
@@ -166,6 +166,7 @@ class Job:
         # spec.eval_split: "validation" for ImageNet / Places365
         self.test = self._normalized(data_lib.load(config.data.name, spec.eval_split, 500, train=False,
                                                    data_dir=config.data.data_dir))
+        self.evaluator = evaluation.Evaluator(self.test)
         self.tau, self.scheme = stages.report_options(config)
         self._build_model()
 
@@ -207,7 +208,8 @@ class Job:
             ]
 
     def evaluate(self, model=None):
-        return reports.evaluate(model or self.model, self.test)
+        """``(accuracy, loss)`` on the test split; repeated calls on unchanged weights cost nothing."""
+        return self.evaluator(model or self.model)
 
     def train(self, workdir):
         """Every stage, resumed from the newest intact checkpoint; ends with the trained state restored."""

@@ -162,7 +162,10 @@ def train(
     for epoch in range(initial_epoch, epochs):
         first_batch = initial_batch if epoch == initial_epoch else 0
         batches = epoch_data.batches(epoch)
-        bar = keras.utils.Progbar(epoch_data.length(epoch), unit_name="step") if progress else None
+        # The bar shows the epoch's running means (Keras' own Progbar would show the last step's loss at
+        # the end of the epoch), so its last figures are the epoch's logged ones.
+        bar = (keras.utils.Progbar(epoch_data.length(epoch), unit_name="step", stateful_metrics=("loss", "penalty"))
+               if progress else None)
         if bar is not None:
             print(f"Epoch {epoch + 1}/{epochs}")
         mean_loss, mean_penalty, step = _run_epoch(
@@ -254,7 +257,8 @@ def _run_epoch(step_fn, batches, epoch, step, log_every_steps, hooks=(), first_b
         if bar is not None:
             # The data loss and the penalty apart: a growing penalty (ADMM's pull towards F, a group lasso)
             # must not read as a diverging model.
-            values = [("loss", loss - penalty), ("penalty", penalty)] if penalty else [("loss", loss)]
+            mean, mean_penalty = total / count, total_penalty / count
+            values = [("loss", mean - mean_penalty), ("penalty", mean_penalty)] if total_penalty else [("loss", mean)]
             bar.update(first_batch + count, values=values)
         if is_time(step, log_every_steps):
             logging.info("step %d: loss %.6g", step, loss)

@@ -14,8 +14,6 @@ import sys
 import tempfile
 import warnings
 
-import keras
-import numpy as np
 import tensorflow as tf
 
 from sparse_keras import analysis, benchmark, shrinking
@@ -36,19 +34,6 @@ def load_json(path):
         return {}
     with open(path) as f:
         return json.load(f)
-
-
-def evaluate(model, dataset):
-    """``(accuracy, mean loss)`` of ``model`` in inference mode over ``dataset``."""
-    correct = total = 0
-    loss_sum = 0.0
-    for x, y in dataset:
-        logits = keras.ops.convert_to_numpy(keras.ops.cast(model(x, training=False), "float32"))
-        labels = np.asarray(y)
-        correct += int((logits.argmax(-1) == labels).sum())
-        loss_sum += float(keras.ops.sum(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)))
-        total += len(labels)
-    return correct / max(total, 1), loss_sum / max(total, 1)
 
 
 class Summaries:

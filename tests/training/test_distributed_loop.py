@@ -11,6 +11,7 @@ mode runs the two workers of the ``MultiWorkerMirroredStrategy`` test (``... wor
 import json
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import sys
@@ -359,6 +360,19 @@ def test_epoch_logs_report_the_penalty_share_of_the_loss(default_strategy):
     # The penalty of the final weights is close to the epoch's mean penalty (a few SGD steps apart).
     final = float(sum(keras.ops.convert_to_numpy(term) for term in model.losses))
     assert penalty == pytest.approx(final, rel=0.5)
+
+
+def test_progress_bar_ends_each_epoch_on_its_mean_data_loss_and_penalty(default_strategy, capsys):
+    seen = []
+    hooks = [lambda epoch, logs: seen.append(dict(logs))]
+    train_fresh(default_strategy, strength=1e-2, hooks=hooks, epochs=2, progress=True)
+    # The bar redraws itself with carriage returns; each epoch's last drawing is the one at 3/3 steps.
+    drawings = re.split(r"[\r\n]", capsys.readouterr().out)
+    finals = [d for d in drawings if "3/3" in d and "loss:" in d]
+    assert len(finals) == 2 and len(seen) == 2
+    for line, logs in zip(finals, seen):
+        assert f"loss: {logs['loss'] - logs['penalty']:.4f}" in line, line
+        assert f"penalty: {logs['penalty']:.4f}" in line, line
 
 
 def test_is_time_counts_steps_from_one():
