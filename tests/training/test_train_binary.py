@@ -222,3 +222,18 @@ def test_the_shrunk_model_is_timed_on_every_runtime_the_config_names_without_str
     assert set(comparison.latency) == {("tf", 1), ("tf", 64), ("tflite", 1), ("tflite", 64)}
     assert "tflite latency, batch 64" in comparison.to_markdown()
     assert os.path.getsize(tmp_path / "dense_with_zeros.keras") > 0
+
+
+def test_a_run_scores_each_distinct_state_of_its_weights_once(tmp_path, monkeypatch):
+    from configs.smoke import fashion_mnist
+    from sparse_keras.training import evaluation, experiment
+
+    calls, passes = [], []
+    real_call, real_evaluate = evaluation.Evaluator.__call__, evaluation.evaluate
+    monkeypatch.setattr(evaluation.Evaluator, "__call__", lambda self, model: calls.append(1) or real_call(self, model))
+    monkeypatch.setattr(evaluation, "evaluate", lambda *args, **kwargs: passes.append(1) or real_evaluate(*args, **kwargs))
+    summary = experiment.run(fashion_mnist.get_config("admm"), str(tmp_path / "run"))
+    # The dense stage ends on its last epoch's weights, fine-tuning ends without a transition, and the
+    # report scores the final weights again: none of these costs a pass over the test set.
+    assert len(passes) <= len(calls) - 3
+    assert summary["test_accuracy"] == summary["history"][-1]["test_accuracy"]
