@@ -11,7 +11,8 @@ Zhang et al. 2018), the dual update, W := F with masks, and one masked fine-tuni
 own small learning rate. The kernels removed are channels, so the shrunk model is 6x smaller in
 multiply-adds; it is exported and timed on this CPU. The schedule was chosen on a GPU run of twelve
 candidates (benchmarks/RESULTS.md, "Choosing the demo's schedule"). It trains 6 epochs of 60,000 images
-in all; 11 min on a quiet 2-core CPU (2026-12-01; 3 dense epochs gave 87.57% dense accuracy, 4 give 90.34%).
+in all; 11 to 20 min on a 2-core CPU with nothing else running, depending on the VM's speed (2026-12-01;
+3 dense epochs gave 87.57% dense accuracy, 4 give 90.34%).
 """
 import ml_collections
 
