@@ -24,6 +24,7 @@ freshly traced step: a traced step keeps the ones it was traced with.
 """
 
 import math
+import time
 
 import keras
 import tensorflow as tf
@@ -168,10 +169,12 @@ def train(
                if progress else None)
         if bar is not None:
             print(f"Epoch {epoch + 1}/{epochs}")
+        started = time.perf_counter()
         mean_loss, mean_penalty, step = _run_epoch(
             step_fn, batches, epoch, step, log_every_steps, hooks, first_batch, bar, summary_writer
         )
-        logs = {"loss": mean_loss, "penalty": mean_penalty}
+        # Wall seconds of this epoch's steps (of the part run by this process, after a resume).
+        logs = {"loss": mean_loss, "penalty": mean_penalty, "seconds": time.perf_counter() - started}
         _notify(hooks, "on_epoch_end", epoch, logs)
         epoch_losses.append(mean_loss)
         logging.info("epoch %d: %s", epoch, {k: v for k, v in logs.items() if isinstance(v, (int, float))})

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 
 import tensorflow as tf
@@ -45,9 +46,11 @@ class Summaries:
         self.history_file = history_file
 
     def on_epoch_end(self, epoch, logs=None):
+        started = time.perf_counter()
         accuracy, test_loss = self.evaluate()
         logs.update(test_accuracy=accuracy, test_loss=test_loss)
         report = analysis.report(self.model, tau=self.tau, scheme=self.scheme)
+        seconds = logs.get("seconds", 0.0) + time.perf_counter() - started  # the steps and this evaluation
         step = self.offset + epoch + 1
         with self.writer.as_default():
             tf.summary.scalar("train/loss", logs["loss"], step=step)
@@ -64,7 +67,7 @@ class Summaries:
         self.writer.flush()
         row = {"epoch": step, "stage": self.stage, "data_loss": logs["loss"] - logs.get("penalty", 0.0),
                "penalty": logs.get("penalty", 0.0), "test_accuracy": accuracy, "macs": report.macs,
-               "base_macs": report.base_macs,
+               "base_macs": report.base_macs, "seconds": seconds,
                **{k: v for k, v in logs.items() if k.startswith("admm_") and isinstance(v, (int, float))}}
         if self.history_file:
             history = load_json(self.history_file)
@@ -82,16 +85,24 @@ def epoch_line(row):
         parts.append(f"ADMM ||W - F|| {row['admm_primal_residual']:.4g}")
     parts.append(f"test accuracy {row['test_accuracy']:.4f}")
     parts.append(f"multiply-adds {row['macs'] / max(row['base_macs'], 1):.1%} of {row['base_macs']:,}")
+    if row.get("seconds") is not None:
+        parts.append(f"{row['seconds']:.0f} s")
     return ", ".join(parts)
 
 
 def history_markdown(rows):
-    lines = ["| epoch | stage | data loss | penalty | ADMM ||W - F|| | test accuracy | multiply-adds left |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
+    """The epoch-by-epoch table of the report, ending on the epochs' total time (training and evaluation)."""
+    lines = ["| epoch | stage | data loss | penalty | ADMM ||W - F|| | test accuracy | multiply-adds left | seconds |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         residual = f"{r['admm_primal_residual']:.4g}" if "admm_primal_residual" in r else "-"
+        seconds = f"{r['seconds']:.0f}" if r.get("seconds") is not None else "-"  # histories written before
         lines.append(f"| {r['epoch']} | {r['stage']} | {r['data_loss']:.4f} | {r['penalty']:.4f} | {residual} | "
-                     f"{r['test_accuracy']:.4f} | {r['macs'] / max(r['base_macs'], 1):.1%} |")
+                     f"{r['test_accuracy']:.4f} | {r['macs'] / max(r['base_macs'], 1):.1%} | {seconds} |")
+    timed = [r["seconds"] for r in rows if r.get("seconds") is not None]
+    if timed:
+        total = sum(timed)
+        lines += ["", f"{len(timed)} epochs took {int(total // 60)} min {total % 60:.0f} s (steps and evaluations)."]
     return "\n".join(lines) + "\n"
 
 

@@ -346,7 +346,9 @@ def test_hooks_get_epoch_logs_in_order_and_can_stop_training(default_strategy):
     hooks = [lambda epoch, logs: logs.update(extra=epoch), Recorder(), history]
     _, _, losses = train_fresh(default_strategy, hooks=hooks, epochs=5, log_every_steps=2)
     assert len(losses) == 2 and [e for e, _ in seen] == [0, 1]
+    seconds = seen[1][1].pop("seconds")  # the epoch's wall time
     assert seen[1][1] == {"loss": losses[1], "penalty": 0.0, "extra": 1}
+    assert 0 < seconds < 60
     assert history.history["loss"] == losses
 
 

@@ -71,6 +71,10 @@ def test_admm_run_prunes_reports_and_exports_a_servable_model(admm_run):
     for name in ("report.md", "architecture.png", "architecture.md", "model.keras"):
         assert os.path.getsize(os.path.join(admm_run, name)) > 0
     assert glob.glob(os.path.join(admm_run, "tensorboard", "events.out.tfevents.*"))
+    # Each epoch's wall time (steps and evaluation) is in its row, and the report totals them.
+    history = report["history"]
+    assert history and all(row["seconds"] > 0 for row in history)
+    assert f"{len(history)} epochs took " in open(os.path.join(admm_run, "report.md")).read()
 
     x = np.random.default_rng(0).random((4, 28, 28, 1)).astype("float32")
     model = keras.saving.load_model(os.path.join(admm_run, "model.keras"), compile=False)
