@@ -3,6 +3,7 @@
 ``sparse_keras`` itself never imports this subpackage, so the core stays usable without TensorFlow.
 
 * :func:`load` — a batched, prefetched ``tf.data.Dataset`` of ``(images, labels)`` for training or evaluation.
+* :func:`epoch_loader` — ``seed -> dataset``, one training pass per epoch over examples read and decoded once.
 * :func:`dataset_info` — ``(input_shape, num_classes, num_train_examples)`` without preparing any data.
 * :class:`FashionMnistOffline` — tfds' Fashion-MNIST built from local IDX files (registered in tfds as
   ``fashion_mnist_offline``), so Fashion-MNIST works without internet.
@@ -20,4 +21,5 @@ from sparse_keras.data.fashion_mnist import FashionMnistOffline
 from sparse_keras.data.fashion_mnist import MissingSourceFilesError
 from sparse_keras.data.pipeline import DatasetNotFoundError
 from sparse_keras.data.pipeline import dataset_builder
+from sparse_keras.data.pipeline import epoch_loader
 from sparse_keras.data.pipeline import load

@@ -167,6 +167,7 @@ class Job:
         self.test = self._normalized(data_lib.load(config.data.name, spec.eval_split, 500, train=False,
                                                    data_dir=config.data.data_dir))
         self.evaluator = evaluation.Evaluator(self.test)
+        self._train_passes = None  # data_lib.epoch_loader of the training split, made on first use
         self.tau, self.scheme = stages.report_options(config)
         self._build_model()
 
@@ -179,12 +180,15 @@ class Job:
         return dataset.map(lambda x, y: ((x - mean) / std, y), num_parallel_calls=tf.data.AUTOTUNE)
 
     def train_data(self, epoch, stage_index=0):
+        """The batches of one epoch of one stage; the stored examples are read and decoded once per run."""
         config = self.config
-        split = "train" if config.data.train_examples is None else f"train[:{config.data.train_examples}]"
-        augment = None if config.data.augment else "none"
-        return self._normalized(data_lib.load(config.data.name, split, config.data.batch_size, train=True,
-                                              seed=epoch_seed(config.seed, stage_index, epoch), augment=augment,
-                                              data_dir=config.data.data_dir))
+        if self._train_passes is None:
+            split = "train" if config.data.train_examples is None else f"train[:{config.data.train_examples}]"
+            self._train_passes = data_lib.epoch_loader(
+                config.data.name, split, config.data.batch_size, train=True,
+                augment=None if config.data.augment else "none", data_dir=config.data.data_dir,
+                read_seed=epoch_seed(config.seed, 0, 0))
+        return self._normalized(self._train_passes(epoch_seed(config.seed, stage_index, epoch)))
 
     def _build_model(self):
         config = self.config

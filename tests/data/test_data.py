@@ -16,6 +16,7 @@ tfds = pytest.importorskip("tensorflow_datasets")
 from sparse_keras import data  # noqa: E402
 from sparse_keras.data import augment as augment_lib  # noqa: E402
 from sparse_keras.data import fashion_mnist  # noqa: E402
+from sparse_keras.data import pipeline  # noqa: E402
 
 pytestmark = pytest.mark.tf_only
 
@@ -245,6 +246,28 @@ def test_training_with_a_seed_is_reproducible_and_reshuffles_each_epoch(mocked_t
     epoch_1, epoch_2 = _as_numpy(first), _as_numpy(first)
     np.testing.assert_array_equal(epoch_1[0], _as_numpy(second)[0])
     assert not np.array_equal(epoch_1[0], epoch_2[0])
+
+
+def test_epoch_passes_equal_load_with_their_seeds_and_read_the_files_once(mocked_tfds, monkeypatch):
+    reads = []
+    read = pipeline._read_examples
+    monkeypatch.setattr(pipeline, "_read_examples", lambda *args, **kwargs: reads.append(1) or read(*args, **kwargs))
+    passes = data.epoch_loader("cifar10", "train", 6, train=True, read_seed=3)
+    for seed in (3, 4, 3):
+        got, expected = _as_numpy(passes(seed)), _as_numpy(data.load("cifar10", "train", 6, train=True, seed=seed))
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
+    assert len(reads) == 1 + 3  # the loader's one read, then one per data.load
+    assert not np.array_equal(_as_numpy(passes(3))[1], _as_numpy(passes(4))[1])
+
+
+def test_epoch_passes_without_a_cache_read_the_files_each_time(mocked_tfds, monkeypatch):
+    reads = []
+    read = pipeline._read_examples
+    monkeypatch.setattr(pipeline, "_read_examples", lambda *args, **kwargs: reads.append(1) or read(*args, **kwargs))
+    passes = data.epoch_loader("cifar10", "train", 6, train=True, cache=False)
+    _as_numpy(passes(0)), _as_numpy(passes(1))
+    assert len(reads) == 2
 
 
 def test_training_augmentation_changes_pixels_not_shapes(mocked_tfds):
