@@ -24,7 +24,7 @@ def get_config():
         "admm_cnn", "fashion_mnist", epochs=4, batch_size=128, learning_rate=0.1, momentum=0.9,
         schedule="cosine", method="admm",
         method_kwargs=dict(penalty="l0", sparsity=0.6, rho=10.0, block="kernel", guard=None, admm_epochs=1,
-                           update_every=1, finetune_epochs=1),
+                           update_every=1, finetune_epochs=1, finetune_shrunk=True),
     )
     config.schedule.final_learning_rate = 0.005
     # The ADMM and fine-tuning epochs: a fresh SGD each, cosine from 0.01 (lr * rho = 0.1, far inside the

@@ -74,15 +74,21 @@ def shrink(
     if not model.built:
         raise ValueError(f"Model {model.name!r} is not built; call it on data or build(input_shape) first")
     coverage.warn_kept_whole(model)
-    weights = effective_weights(model, tau, scheme)
-    plan = plan_lib.Plan(model, lambda layer: weights[id(layer)], channel_multiple, exact=exact)
-    builder = Builder(plan, mixed_sizes, measure_batch)
-    shrunk = builder.build(name or f"{model.name}_shrunk")
+    shrunk, builder = build_shrunk(model, tau, scheme, mixed_sizes, channel_multiple, measure_batch, name, exact)
     if warn and not channel_multiple:
-        message = explain_kept(plan, tau, scheme)
+        message = explain_kept(builder.plan, tau, scheme)
         if message:
             warnings.warn(message, stacklevel=2)
     return shrunk
+
+
+def build_shrunk(model, tau, scheme, mixed_sizes, channel_multiple, measure_batch, name, exact):
+    """:func:`shrink` without its checks and warnings; returns the shrunk model and the :class:`Builder`
+    that made it (which original channels each new tensor holds: :meth:`Builder.input`)."""
+    weights = effective_weights(model, tau, scheme)
+    plan = plan_lib.Plan(model, lambda layer: weights[id(layer)], channel_multiple, exact=exact)
+    builder = Builder(plan, mixed_sizes, measure_batch)
+    return builder.build(name or f"{model.name}_shrunk"), builder
 
 
 def explain_kept(plan, tau=0.0, scheme=None):

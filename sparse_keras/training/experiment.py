@@ -18,10 +18,12 @@ import os
 import keras
 import tensorflow as tf
 
+from sparse_keras import analysis
 from sparse_keras import data as data_lib
 from sparse_keras import models
 from sparse_keras.data import catalog, pipeline
 from sparse_keras.training import checkpoint, distribute, evaluation, loop, optimizers, reports, stages
+from sparse_keras.shrinking import twin as twin_lib
 from sparse_keras.training import workdir as workdir_lib
 from sparse_keras.utils import files
 
@@ -137,17 +139,71 @@ def epoch_seed(seed, stage_index, epoch):
 
 
 class CheckpointHook:
-    """Hook: a checkpoint every N steps and at each epoch end, at the run's position."""
+    """Hook: a checkpoint every N steps and at each epoch end, at the run's position.
 
-    def __init__(self, checkpointer, stage_index, every_steps):
+    ``before_save()`` runs before each checkpoint (a shrunk twin's write-back into the saved model).
+    """
+
+    def __init__(self, checkpointer, stage_index, every_steps, before_save=None):
         self.checkpointer, self.stage_index, self.every = checkpointer, stage_index, every_steps
+        self.before_save = before_save or (lambda: None)
 
     def on_train_batch_end(self, step, logs):
         if loop.is_time(step, self.every):
+            self.before_save()
             self.checkpointer.save(self.stage_index, logs["epoch"], logs["batch"])
 
     def on_epoch_end(self, epoch, logs=None):
+        self.before_save()
         self.checkpointer.save(self.stage_index, epoch + 1, 0)
+
+
+class _Call:
+    """Hook: ``fn()`` at each epoch end."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.fn()
+
+
+class _ShrunkOptimizerState:
+    """Checkpointed procedure: the optimizer state of a stage that trains a shrunk twin.
+
+    The twin itself is not saved: its weights are written back into the model before every checkpoint,
+    and a resumed run shrinks the restored model again. Its optimizer's variables (step count, momenta)
+    are saved here and put back once the twin's optimizer is built (:meth:`bind`).
+    """
+
+    def __init__(self):
+        self.optimizer, self._pending = None, None
+
+    @property
+    def attached(self):
+        return self.optimizer is not None
+
+    def bind(self, optimizer):
+        self.optimizer = optimizer
+        if self._pending is not None:
+            variables = optimizer.variables
+            if len(variables) != len(self._pending):
+                raise ValueError(f"the checkpoint holds {len(self._pending)} optimizer variables of the shrunk model, "
+                                 f"its optimizer has {len(variables)}")
+            for variable, value in zip(variables, self._pending):
+                variable.assign(value)
+            self._pending = None
+
+    def get_state(self):
+        return {str(i): keras.ops.convert_to_numpy(v) for i, v in enumerate(self.optimizer.variables)}, {}
+
+    def set_state(self, arrays, meta):
+        self._pending = [arrays[str(i)] for i in range(len(arrays))]
+
+
+def _macs_line(model, shrunk):
+    base, small = analysis.report(model).base_macs, analysis.report(shrunk).base_macs
+    return f"{small:,} of {base:,} multiply-adds"
 
 
 class Job:
@@ -205,11 +261,27 @@ class Job:
             shared_epochs = sum(st.epochs for st in self.stages if st.optimizer is None)
             shared = optimizers.make(config.optimizer, config.schedule, self.steps_per_epoch, shared_epochs,
                                      loss_scale)
-            self.optimizers = [
-                shared if st.optimizer is None
-                else optimizers.make(st.optimizer, st.schedule, self.steps_per_epoch, st.epochs, loss_scale)
-                for st in self.stages
-            ]
+            self.optimizers = [shared if st.optimizer is None else self._own_optimizer(st) for st in self.stages]
+
+    def _own_optimizer(self, stage):
+        """A fresh optimizer of a stage that has its own (create it inside the strategy's scope)."""
+        loss_scale = self.config.mixed_precision == "mixed_float16"
+        return optimizers.make(stage.optimizer, stage.schedule, self.steps_per_epoch, stage.epochs, loss_scale)
+
+    def _shrunk_twin(self, stage, state):
+        """``(twin, optimizer)`` of a stage that trains the shrunk model; ``(None, the stage's optimizer)``,
+        with a warning, where the model's shrink cannot be written back (it is then fine-tuned masked)."""
+        index = self.stages.index(stage)
+        with self.strategy.scope():
+            try:
+                twin = twin_lib.ShrunkTwin(self.model, tau=self.tau, scheme=self.scheme)
+            except twin_lib.UnmappableShrink as error:
+                print(f"WARNING: stage {stage.name} trains the masked model, not the shrunk one: {error}")
+                return None, self.optimizers[index]
+            optimizer = self._own_optimizer(stage)
+            optimizer.build(twin.shrunk.trainable_variables)
+        state.bind(optimizer)
+        return twin, optimizer
 
     def evaluate(self, model=None):
         """``(accuracy, loss)`` on the test split; repeated calls on unchanged weights cost nothing."""
@@ -246,25 +318,35 @@ class Job:
             checkpointer, optimizer = checkpointers[index], self.optimizers[index]
             with self.strategy.scope():
                 stage.enter()
-            checkpointer.procedures = stage.procedures
+            shrunk_state = _ShrunkOptimizerState()
+            checkpointer.procedures = {**stage.procedures, **({"shrunk": shrunk_state} if stage.shrunk else {})}
             initial_epoch = initial_batch = 0
             if position is not None and index == start_stage:
                 checkpointer.restore()
                 initial_epoch, initial_batch = start_epoch, start_batch
+            to_train = initial_epoch < stage.epochs and not stage.finished()
+            # What the stage's steps update: the model, or in its place the shrunk model (written back).
+            trainee, trainee_optimizer, twin = model, optimizer, None
+            if stage.shrunk and to_train:
+                twin, trainee_optimizer = self._shrunk_twin(stage, shrunk_state)
+                trainee = model if twin is None else twin.shrunk
+            write_back = (lambda: None) if twin is None else twin.write_back
             hooks = stage.hooks + [
-                reports.Summaries(writer, model, optimizer, self.evaluate, stage.name, offset, self.tau, self.scheme,
-                                  history_file=os.path.join(workdir, "history.json")),
-                CheckpointHook(checkpointer, index, config.get("checkpoint_every_steps", None)),
+                _Call(write_back),  # the model holds the trained weights before it is evaluated and saved
+                reports.Summaries(writer, model, trainee_optimizer, lambda t=trainee: self.evaluate(t), stage.name,
+                                  offset, self.tau, self.scheme, history_file=os.path.join(workdir, "history.json")),
+                CheckpointHook(checkpointer, index, config.get("checkpoint_every_steps", None), before_save=write_back),
             ]
-            if initial_epoch < stage.epochs and not stage.finished():
-                print(f"Stage {index + 1}/{len(stages_)}: {stage.name}, {stage.epochs} epochs")
-                loop.train(model, optimizer, loss_fn, lambda e, i=index: self.train_data(e, i),
+            if to_train:
+                print(f"Stage {index + 1}/{len(stages_)}: {stage.name}, {stage.epochs} epochs"
+                      + ("" if twin is None else f", on the shrunk model ({_macs_line(model, trainee)})"))
+                loop.train(trainee, trainee_optimizer, loss_fn, lambda e, i=index: self.train_data(e, i),
                            strategy=self.strategy, epochs=stage.epochs, hooks=hooks, initial_epoch=initial_epoch,
                            initial_batch=initial_batch, progress=config.get("progress", True),
                            summary_writer=writer, log_every_steps=config.get("log_every_steps", 100))
             # Accuracy before and after each transition (LRSD's dense / pruned columns), kept across resumes.
             transitions = reports.load_json(transitions_file)
-            transitions[f"{stage.name}:end"] = self.evaluate()[0]
+            transitions[f"{stage.name}:end"] = self.evaluate(trainee)[0]  # the shrunk twin's outputs are the model's
             if stage.record is not None:
                 transitions[f"{stage.name}:record"] = stage.record()
             with self.strategy.scope():

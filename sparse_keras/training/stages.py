@@ -21,7 +21,10 @@ Methods (``config.method.name``) and their keys:
   instead of ``mu``'s threshold), ``sparsify_optimizer`` / ``sparsify_schedule`` (shaped like
   ``config.optimizer`` / ``config.schedule``): the ADMM and fine-tuning stages' own optimizer, each stage a
   fresh one, so that the dense stage's schedule ends within the dense stage; ``layers`` (the layers to
-  sparsify; None: the paper's selection for its models, else every kernel but the classifier).
+  sparsify; None: the paper's selection for its models, else every kernel but the classifier);
+  ``finetune_shrunk`` (with ``sparsify_optimizer``): the fine-tuning trains the shrunk model in place of
+  the masked one and writes its weights back (:class:`~sparse_keras.shrinking.twin.ShrunkTwin`: the same
+  fine-tuning, each step as much cheaper as the removed channels make it).
   With ``mu_path`` (``start``, ``stop``, ``num``, ``start_index``, ``delta``, ``nu``, ``xi``, ``max_mus``)
   the paper's continuation (Algorithm 1) replaces the fixed ``mu``: after ``epochs`` dense, for each mu of
   the increasing log grid ADMM iterations until ``epsilon`` / ``stopping`` or the cap, ``W := F``, masked
@@ -58,6 +61,7 @@ class Stage:
     optimizer: object = None  # a config.optimizer-like ConfigDict for a stage with its own optimizer ...
     schedule: object = None  # ... and its config.schedule-like learning-rate schedule
     finished: Callable = lambda: False  # True when the stage has nothing left to train (a finished mu path)
+    shrunk: bool = False  # trains the shrunk model in place of the masked one (needs its own optimizer)
     record: Callable = None  # JSON the stage leaves for the outputs (kept in transitions.json across resumes)
     outputs: Callable = None  # (model, summary, transitions, workdir) -> names of the method's own files
 
@@ -130,6 +134,13 @@ def _check_admm(config):
         if _count(config, "update_every") < 1:
             raise ValueError(f"config.method.update_every must be >= 1, got {config.method.update_every!r}")
     own = _check_own_optimizer(config, "sparsify")
+    shrunk = config.method.get("finetune_shrunk", False)
+    if not isinstance(shrunk, bool):
+        raise ValueError(f"config.method.finetune_shrunk must be True or False, got {shrunk!r}")
+    if shrunk and (path is not None or own is None):
+        # The shrunk model needs an optimizer of its own, and the mu path fine-tunes inside the ADMM stage.
+        raise ValueError("config.method.finetune_shrunk=True needs config.method.sparsify_optimizer (the "
+                         "fine-tuning's own optimizer) and no config.method.mu_path")
     # The W-step runs under the ADMM stage's optimizer: its own, else the shared one. This is the one place
     # a config's lr * rho is checked (the loop checks the optimizer itself again when it trains).
     optimizer, key = (own, "config.method.sparsify_optimizer") if own is not None else (config.optimizer, "config.optimizer")
@@ -238,7 +249,7 @@ def _admm(config, model, dense, evaluate):
     if path is None:
         sparsify = Stage("admm", m.admm_epochs, enter=lambda: admm.attach(model), leave=admm.finalize, hooks=[admm],
                          procedures={"admm": admm}, **own)
-        return [dense, sparsify, Stage("finetune", m.finetune_epochs, **own)]
+        return [dense, sparsify, Stage("finetune", m.finetune_epochs, shrunk=m.get("finetune_shrunk", False), **own)]
     if evaluate is None:
         raise ValueError("the ADMM mu path reads the test accuracy into its rows: plan(..., evaluate=...)")
     title = f"ADMM-{m.penalty} on {config.model.name}, {config.data.name}"
