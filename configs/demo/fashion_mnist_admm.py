@@ -7,12 +7,14 @@ Convolutional Neural Networks") trains dense for 4 epochs on the whole training 
 then one ADMM epoch on whole output kernels: W-steps under the penalty rho/2 ||W - F + Gamma/rho||^2, an
 F-step that keeps the largest 40% of each layer's kernels (a sparsity target: the kernel norms of this CNN
 differ by 15x between layers, so one mu cannot serve them all; the F-step is then the projection of
-Zhang et al. 2018), the dual update, W := F with masks, and one masked fine-tuning epoch, both with their
-own small learning rate. The kernels removed are channels, so the shrunk model is 6x smaller in
-multiply-adds; it is exported and timed on this CPU. The schedule was chosen on a GPU run of twelve
-candidates (benchmarks/RESULTS.md, "Choosing the demo's schedule"). It trains 6 epochs of 60,000 images
-in all; 11 to 20 min on a 2-core CPU with nothing else running, depending on the VM's speed (2026-12-01;
-3 dense epochs gave 87.57% dense accuracy, 4 give 90.34%).
+Zhang et al. 2018), the dual update, W := F with masks, and one fine-tuning epoch, both with their own
+small learning rate. The kernels removed are channels, so the shrunk model is 6x smaller in multiply-adds;
+the fine-tuning trains it in place of the masked model (``finetune_shrunk``: the masked fine-tuning's
+result, each step 4x shorter on a CPU, weights written back), and it is exported and timed on this CPU.
+The schedule was chosen on a GPU run of twelve candidates (benchmarks/RESULTS.md, "Choosing the demo's
+schedule"): 3 dense epochs gave 87.57% dense accuracy, 4 give 90.34%. It trains 5 epochs of 60,000 images
+on the dense model and one on the shrunk one: 11 min 33 s from a fresh clone on a 2-core CPU with nothing
+else running (2026-12-01; longer in this VM's slow hours).
 """
 import ml_collections
 

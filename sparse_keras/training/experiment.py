@@ -268,10 +268,10 @@ class Job:
         loss_scale = self.config.mixed_precision == "mixed_float16"
         return optimizers.make(stage.optimizer, stage.schedule, self.steps_per_epoch, stage.epochs, loss_scale)
 
-    def _shrunk_twin(self, stage, state):
-        """``(twin, optimizer)`` of a stage that trains the shrunk model; ``(None, the stage's optimizer)``,
-        with a warning, where the model's shrink cannot be written back (it is then fine-tuned masked)."""
-        index = self.stages.index(stage)
+    def _shrunk_twin(self, index, state):
+        """``(twin, optimizer)`` of stage ``index``, which trains the shrunk model; ``(None, the stage's
+        optimizer)``, with a warning, where the model's shrink cannot be written back (then it trains masked)."""
+        stage = self.stages[index]
         with self.strategy.scope():
             try:
                 twin = twin_lib.ShrunkTwin(self.model, tau=self.tau, scheme=self.scheme)
@@ -328,7 +328,7 @@ class Job:
             # What the stage's steps update: the model, or in its place the shrunk model (written back).
             trainee, trainee_optimizer, twin = model, optimizer, None
             if stage.shrunk and to_train:
-                twin, trainee_optimizer = self._shrunk_twin(stage, shrunk_state)
+                twin, trainee_optimizer = self._shrunk_twin(index, shrunk_state)
                 trainee = model if twin is None else twin.shrunk
             write_back = (lambda: None) if twin is None else twin.write_back
             hooks = stage.hooks + [

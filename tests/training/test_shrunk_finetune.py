@@ -83,6 +83,23 @@ def test_a_crash_inside_the_shrunk_fine_tuning_resumes_exactly(shrunk_run, tmp_p
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
+def test_a_model_whose_shrink_cannot_be_written_back_is_fine_tuned_masked_with_a_warning(
+        shrunk_run, tmp_path, monkeypatch, capsys):
+    from sparse_keras.shrinking import twin as twin_lib
+
+    def unmappable(model, tau=0.0, scheme=None):
+        raise twin_lib.UnmappableShrink("conv/kernel: rebuilt in another form")
+
+    monkeypatch.setattr(twin_lib, "ShrunkTwin", unmappable)
+    summary = _run(_config(), tmp_path)
+    out = capsys.readouterr().out
+    assert "WARNING: stage finetune trains the masked model, not the shrunk one: conv/kernel" in out
+    assert "on the shrunk model" not in out
+    assert summary["macs"] == shrunk_run[1]["macs"]
+    for a, b in zip(_weights(tmp_path), _weights(shrunk_run[0])):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"finetune_shrunk": "yes"}, "config.method.finetune_shrunk must be True or False, got 'yes'"),
     ({"sparsify_optimizer": None, "sparsify_schedule": None},
