@@ -65,11 +65,6 @@ class ShrunkTwin:
         if carried:
             masking.install_masks(self.shrunk, carried)
 
-    @property
-    def weight_count(self):
-        """Number of weight tensors shared by the two models."""
-        return len(self._pairs)
-
     def write_back(self):
         """Writes the shrunk model's current weights into the original's kept entries (the removed entries
         are left as they are: zero, or the fixed weights of a constant channel)."""
@@ -124,7 +119,7 @@ def _pair(layer_name, original, copy, inputs, outputs):
     index = np.ix_(*axes)
     selected = value[index]
     if np.array_equal(selected, target):
-        return original, copy, index, np.zeros_like(target)
+        return original, copy, index, 0.0
     if value.ndim == 1 and original.name in SHIFTABLE:
         return original, copy, index, target - selected
     raise UnmappableShrink(f"{layer_name}/{original.name}: the shrunk model's values are not the original's at "
