@@ -39,6 +39,8 @@ from sparse_keras.regularizers import NestedHalfRing
 from sparse_keras.regularizers import NestedRing
 from sparse_keras.shrinking import shrink
 from sparse_keras.sparsity.attach import regularize
+from sparse_keras.sparsity.shrunk_twin import ShrunkTwin
+from sparse_keras.sparsity.shrunk_twin import UnmappableShrink
 from sparse_keras.sparsity.attach import unregularize
 
 __version__ = "0.1.0"
@@ -49,6 +51,8 @@ __all__ = [
     "KernelGroupLasso",
     "NestedHalfRing",
     "NestedRing",
+    "ShrunkTwin",
+    "UnmappableShrink",
     "admm",
     "analysis",
     "benchmark",

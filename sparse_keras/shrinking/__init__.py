@@ -3,7 +3,6 @@
 ``shrink(model, tau)`` removes dead channels (following Add / Concatenate / Flatten through the graph),
 drops residual branches whose every kernel is zero, and crops kernels to their learned size, keeping the
 outputs equal. New layer types plug in with :func:`register` (see :mod:`~sparse_keras.shrinking.registry`).
-:class:`ShrunkTwin` fine-tunes the shrunk model in place of the masked one and writes its weights back.
 """
 from sparse_keras.shrinking.registry import Handler
 from sparse_keras.shrinking.registry import KeepHandler
@@ -12,8 +11,5 @@ from sparse_keras.shrinking.registry import register
 from sparse_keras.shrinking.shrink import MIXED_SIZES
 from sparse_keras.shrinking.shrink import effective_weights
 from sparse_keras.shrinking.shrink import shrink
-from sparse_keras.shrinking.twin import ShrunkTwin
-from sparse_keras.shrinking.twin import UnmappableShrink
 
-__all__ = ["Handler", "KeepHandler", "MIXED_SIZES", "ShrunkTwin", "UnmappableShrink", "effective_weights",
-           "handler_for", "register", "shrink"]
+__all__ = ["Handler", "KeepHandler", "MIXED_SIZES", "effective_weights", "handler_for", "register", "shrink"]

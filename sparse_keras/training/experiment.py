@@ -22,7 +22,7 @@ from sparse_keras import analysis
 from sparse_keras import data as data_lib
 from sparse_keras import models
 from sparse_keras.data import catalog, pipeline
-from sparse_keras.shrinking import twin as twin_lib
+from sparse_keras.sparsity import shrunk_twin as twin_lib
 from sparse_keras.training import checkpoint, distribute, evaluation, loop, optimizers, reports, stages
 from sparse_keras.training import workdir as workdir_lib
 from sparse_keras.utils import files

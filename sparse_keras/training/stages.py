@@ -23,8 +23,8 @@ Methods (``config.method.name``) and their keys:
   fresh one, so that the dense stage's schedule ends within the dense stage; ``layers`` (the layers to
   sparsify; None: the paper's selection for its models, else every kernel but the classifier);
   ``finetune_shrunk`` (with ``sparsify_optimizer``): the fine-tuning trains the shrunk model in place of
-  the masked one and writes its weights back (:class:`~sparse_keras.shrinking.twin.ShrunkTwin`: the same
-  fine-tuning, each step as much cheaper as the removed channels make it).
+  the masked one and writes its weights back (:class:`~sparse_keras.sparsity.shrunk_twin.ShrunkTwin`:
+  the same fine-tuning, each step as much cheaper as the removed channels make it).
   With ``mu_path`` (``start``, ``stop``, ``num``, ``start_index``, ``delta``, ``nu``, ``xi``, ``max_mus``)
   the paper's continuation (Algorithm 1) replaces the fixed ``mu``: after ``epochs`` dense, for each mu of
   the increasing log grid ADMM iterations until ``epsilon`` / ``stopping`` or the cap, ``W := F``, masked

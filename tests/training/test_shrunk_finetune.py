@@ -85,7 +85,7 @@ def test_a_crash_inside_the_shrunk_fine_tuning_resumes_exactly(shrunk_run, tmp_p
 
 def test_a_model_whose_shrink_cannot_be_written_back_is_fine_tuned_masked_with_a_warning(
         shrunk_run, tmp_path, monkeypatch, capsys):
-    from sparse_keras.shrinking import twin as twin_lib
+    from sparse_keras.sparsity import shrunk_twin as twin_lib
 
     def unmappable(model, tau=0.0, scheme=None):
         raise twin_lib.UnmappableShrink("conv/kernel: rebuilt in another form")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from sparse_keras import shrink
-from sparse_keras.shrinking import twin as twin_lib
+from sparse_keras.sparsity import shrunk_twin as twin_lib
 from sparse_keras.sparsity import masking
 
 RNG = np.random.default_rng(0)
