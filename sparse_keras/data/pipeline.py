@@ -158,8 +158,8 @@ def epoch_loader(
 def _fixed_parallelism():
     # tf.data's autotuning runs a model thread per iterator that sleeps between optimisation rounds, and an
     # iterator's destructor waits for that sleep to end: 3 s after a test-set pass and up to 27 s between two
-    # epochs of the demo (2 cores, TensorFlow 2.21; the machine idle meanwhile). These pipelines are cheap after
-    # the cache, so AUTOTUNE's fixed values (a thread per core, one batch ahead) lose nothing.
+    # epochs of the demo (2 cores, TensorFlow 2.21; the machine idle meanwhile). Measured without it: the same
+    # batches, and the first pass over Fashion-MNIST's training split (PNG decoding) in 4.0 s instead of 10.4 s.
     options = tf.data.Options()
     options.autotune.enabled = False
     return options

@@ -261,6 +261,12 @@ def test_epoch_passes_equal_load_with_their_seeds_and_read_the_files_once(mocked
     assert not np.array_equal(_as_numpy(passes(3))[1], _as_numpy(passes(4))[1])
 
 
+def test_pipelines_run_without_the_autotuner_whose_thread_stalls_iterator_destruction(mocked_tfds):
+    # With autotuning on, each iterator's destructor waits for the autotuner's sleeping thread (docs/data.md).
+    assert data.load("cifar10", "test", 8, train=False).options().autotune.enabled is False
+    assert data.epoch_loader("cifar10", "train", 8, train=True)(1).options().autotune.enabled is False
+
+
 def test_epoch_passes_without_a_cache_read_the_files_each_time(mocked_tfds, monkeypatch):
     reads = []
     read = pipeline._read_examples
